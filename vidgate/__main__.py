@@ -1,0 +1,5 @@
+"""python -m vidgate → the CLI."""
+
+from vidgate.cli import main
+
+main()

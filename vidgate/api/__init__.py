@@ -1,0 +1,1 @@
+"""HTTP surfaces: one module per surface; errors.py renders the error tree in each surface's shape."""

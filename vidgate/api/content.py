@@ -1,0 +1,51 @@
+"""Serving stored files: GET /v1/videos/{id}/content?variant=video|thumbnail|spritesheet, with Range."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from starlette.responses import FileResponse, Response
+
+from vidgate.api.deps import KeyDep, ServicesDep
+from vidgate.errors import Conflict, InvalidRequest, NotFound
+from vidgate.status import TaskStatus
+from vidgate.store import tasks as task_store
+
+router = APIRouter(prefix="/v1", tags=["OpenAI Videos API"])
+
+Variant = Literal["video", "thumbnail", "spritesheet"]
+_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
+_EXT = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}
+
+
+@router.get(
+    "/videos/{video_id}/content",
+    summary="Download video content",
+    response_class=Response,
+    responses={
+        200: {"content": {"video/mp4": {}, "image/webp": {}, "image/jpeg": {}}},
+        206: {"description": "Partial content (Range)"},
+        409: {"description": "The video is not completed yet"},
+        416: {"description": "Range not satisfiable"},
+    },
+)
+async def video_content(video_id: str, svc: ServicesDep, key: KeyDep, variant: str = "video") -> Response:
+    """The MP4 (or its WebP thumbnail / JPEG spritesheet); honours HTTP Range."""
+    if variant not in _TYPES:
+        raise InvalidRequest(
+            f"Invalid value for 'variant': '{variant}'. Supported values are: video, thumbnail, spritesheet.",
+            param="variant",
+        )
+    row = await task_store.get_task(svc.db, task_id=video_id, key_id=key.id)
+    if row is None:
+        raise NotFound(f"No video found with id '{video_id}'.", param="video_id", code="video_not_found")
+    if row.status != TaskStatus.COMPLETED:
+        if row.active:
+            raise Conflict(f"Video '{video_id}' is {row.status.value} ({row.progress}%); its content is not ready yet.")
+        raise InvalidRequest(f"Video '{video_id}' {row.status.value}; it has no content.", param="video_id", code="video_failed")
+    relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[variant]
+    path = svc.settings.media_dir / relative if relative else None
+    if path is None or not path.is_file():
+        raise NotFound(f"Video '{video_id}' has no stored {variant}.", param="variant", code="content_not_found")
+    return FileResponse(path, media_type=_TYPES[variant], filename=f"{video_id}.{_EXT[variant]}", content_disposition_type="inline")

@@ -1,0 +1,72 @@
+"""create_app(settings) → the ASGI app; its lifespan owns the database engine, HTTP client and poller."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from vidgate import __version__
+from vidgate.api import admin, content, errors, openai_videos
+from vidgate.api.deps import Services
+from vidgate.api.middleware import RequestId
+from vidgate.auth import KeyRing
+from vidgate.config import Settings
+from vidgate.engine.poller import Poller
+from vidgate.engine.submit import Submitter
+from vidgate.providers.registry import build_registry
+from vidgate.store.db import create_engine, migrate
+
+log = logging.getLogger("vidgate")
+
+DESCRIPTION = """One key and one API for video generation: the OpenAI Videos API and the DashScope
+video-synthesis API in front of Sora, Wan, Kling, Jimeng, Vidu and a built-in local renderer."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The vidgate ASGI app for these settings."""
+    settings = settings.with_secret()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.media_dir.mkdir(parents=True, exist_ok=True)
+        migrate(settings.database_url)
+        db = create_engine(settings.database_url)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
+        registry = build_registry(settings, http)
+        submitter = Submitter(settings=settings, db=db, registry=registry, http=http)
+        poller = Poller(settings=settings, db=db, registry=registry, submitter=submitter)
+        submitter.on_created = poller.wake
+        for provider in registry.providers.values():
+            await provider.start(poller.wake)
+        poller.start()
+        app.state.services = Services(
+            settings=settings, db=db, http=http, registry=registry, keys=KeyRing(db), submitter=submitter, poller=poller
+        )
+        log.info("vidgate %s ready: %d models on %d channels", __version__, len(registry.models()), len(registry.channels))
+        try:
+            yield
+        finally:
+            await poller.stop()
+            for provider in registry.providers.values():
+                await provider.close()
+            await http.aclose()
+            await db.dispose()
+
+    app = FastAPI(
+        title="vidgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    errors.install(app)
+    app.include_router(openai_videos.router)
+    app.include_router(content.router)
+    app.include_router(admin.router)
+    app.add_middleware(RequestId)
+    return app

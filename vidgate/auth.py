@@ -1,0 +1,124 @@
+"""Key generation and hashing, and the lookup that authenticates a request.
+
+Keys are 256-bit random strings, so one SHA-256 is the right hash (a password hash such as bcrypt would
+cost ~100 ms a request and buy nothing); lookups go by hash, and the final comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vidgate.errors import RateLimited, Unauthenticated
+from vidgate.store import keys as key_store
+from vidgate.store.keys import KeyRecord
+
+KEY_PREFIX = "sk-vg-"
+# How long a looked-up key is trusted before the store is asked again (revocation takes this long).
+CACHE_TTL_S = 5.0
+_CACHE_MAX = 10_000
+
+
+def new_key() -> str:
+    """A fresh API key: sk-vg- and 43 URL-safe characters (256 bits)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    return key[: len(KEY_PREFIX) + 4] + "…"
+
+
+@dataclass
+class _Cached:
+    record: KeyRecord | None
+    key_hash: str
+    until: float
+
+
+class KeyRing:
+    """Authenticates bearer keys against the store, with a short cache, and enforces requests/minute."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._cache: dict[str, _Cached] = {}
+        self._windows: dict[str, deque[float]] = {}
+
+    async def create(
+        self, *, name: str, models: list[str] | None = None, rpm: int | None = None
+    ) -> tuple[str, KeyRecord]:
+        """Create a key; the plaintext is returned once and never stored."""
+        key = new_key()
+        record = await key_store.insert_key(
+            self._engine,
+            key_id=new_key_id(),
+            name=name,
+            key_hash=hash_key(key),
+            key_prefix=display_prefix(key),
+            models=models,
+            rpm=rpm,
+        )
+        return key, record
+
+    async def authenticate(self, authorization: str | None) -> KeyRecord:
+        """The key behind an `Authorization: Bearer` header; Unauthenticated otherwise."""
+        key = _bearer(authorization)
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is None or cached.until < now:
+            record = await key_store.find_by_hash(self._engine, key_hash=digest)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            cached = _Cached(record, digest, now + CACHE_TTL_S)
+            self._cache[digest] = cached
+        # The dict lookup already matched; compare again in constant time so timing says nothing.
+        if cached.record is None or not hmac.compare_digest(cached.key_hash, digest) or not cached.record.active:
+            raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
+        return cached.record
+
+    def forget(self) -> None:
+        """Drop cached lookups (after a revoke in this process)."""
+        self._cache.clear()
+
+    def check_rate(self, record: KeyRecord) -> None:
+        """Enforce the key's requests-per-minute limit over a sliding 60 s window."""
+        if not record.rpm:
+            return
+        now = time.monotonic()
+        window = self._windows.setdefault(record.id, deque())
+        while window and window[0] <= now - 60.0:
+            window.popleft()
+        if len(window) >= record.rpm:
+            retry_after = max(1, int(window[0] + 60.0 - now) + 1)
+            raise RateLimited(
+                f"Rate limit reached: {record.rpm} requests per minute for this key.",
+                retry_after=retry_after,
+                code="rate_limit_exceeded",
+            )
+        window.append(now)
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer sk-vg-…'.", code="missing_api_key"
+        )
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("Authorization must be 'Bearer <key>'.", code="invalid_api_key")
+    return token

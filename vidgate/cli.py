@@ -1,0 +1,245 @@
+"""The `vidgate` command: serve, keys, generate, models."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vidgate.auth import KeyRing
+from vidgate.config import Settings, load_settings
+from vidgate.errors import ConfigError, VidgateError
+from vidgate.store import keys as key_store
+from vidgate.store.db import create_engine, migrate
+
+app = typer.Typer(help="vidgate: one key and one API for video generation.", no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="Config file (default: $VIDGATE_CONFIG, then ./vidgate.toml).")
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _with_db(settings: Settings, action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    migrate(settings.database_url)
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            return await action(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the gateway (migrations are applied first)."""
+    import uvicorn
+
+    from vidgate.app import create_app
+
+    settings = _settings(config)
+    try:
+        application = create_app(settings)
+    except VidgateError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    err.print(f"vidgate on http://{host}:{port}/  (playground /, API /v1, docs /docs)")
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="A label for the key.")],
+    models: Annotated[str | None, typer.Option(help="Comma-separated models the key may use (default: all).")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute allowed (default: unlimited).", min=1)] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a key and print it (alone, on stdout). It is shown only this once."""
+    settings = _settings(config)
+    allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+
+    async def create(engine: AsyncEngine) -> str:
+        key, _record = await KeyRing(engine).create(name=name, models=allowed, rpm=rpm)
+        return key
+
+    typer.echo(_with_db(settings, create))
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None) -> None:
+    """List keys (never their secrets)."""
+    records = _with_db(_settings(config), key_store.list_keys)
+    table = Table("id", "name", "key", "models", "rpm", "created", "state")
+    for rec in records:
+        table.add_row(
+            rec.id,
+            rec.name,
+            rec.key_prefix,
+            ",".join(rec.models) if rec.models is not None else "all",
+            str(rec.rpm or "-"),
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(rec.created_at)),
+            "active" if rec.active else "revoked",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")], config: ConfigOpt = None) -> None:
+    """Revoke a key; requests with it fail from then on."""
+
+    async def revoke(engine: AsyncEngine) -> bool:
+        return await key_store.revoke_key(engine, key_id=key_id)
+
+    if not _with_db(_settings(config), revoke):
+        err.print(f"[red]no active key {key_id}[/red]")
+        raise typer.Exit(1)
+    err.print(f"revoked {key_id}")
+
+
+@keys_app.command("check", hidden=True)
+def keys_check(key: Annotated[str, typer.Argument()], config: ConfigOpt = None) -> None:
+    """Exit 0 when the key is valid (used by `make run` to reuse its key)."""
+
+    async def check(engine: AsyncEngine) -> bool:
+        try:
+            await KeyRing(engine).authenticate(f"Bearer {key}")
+        except VidgateError:
+            return False
+        return True
+
+    if not key or not _with_db(_settings(config), check):
+        raise typer.Exit(1)
+
+
+@app.command()
+def models(config: ConfigOpt = None) -> None:
+    """Every routable model: provider, modes, seconds, sizes, audio, price."""
+    from vidgate.providers.registry import build_registry
+
+    settings = _settings(config)
+
+    async def collect() -> list[Any]:
+        async with httpx.AsyncClient() as http:
+            return build_registry(settings, http).models()
+
+    try:
+        specs = asyncio.run(collect())
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    table = Table("model", "provider", "modes", "seconds", "sizes", "default", "audio", "price (USD/s)")
+    for spec in specs:
+        seconds = spec.seconds
+        shown = f"{seconds[0]}-{seconds[-1]}" if len(seconds) > 4 and list(seconds) == list(range(seconds[0], seconds[-1] + 1)) else ",".join(map(str, seconds))
+        price = settings.prices.get(spec.name, spec.price)
+        price_text = ", ".join(f"{k} {v}" for k, v in price.items()) if isinstance(price, dict) else str(price)
+        table.add_row(
+            spec.name, spec.provider, ",".join(sorted(spec.modes)), shown, "; ".join(spec.allowed_sizes()),
+            spec.default_size, "yes" if spec.audio else "no", price_text,
+        )
+    out.print(table)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the video shows.")],
+    model: Annotated[str | None, typer.Option(help="Model (default: the server's).")] = None,
+    seconds: Annotated[str | None, typer.Option(help="Length in seconds.")] = None,
+    size: Annotated[str | None, typer.Option(help="WxH or a tier such as 720P.")] = None,
+    image: Annotated[Path | None, typer.Option(help="First-frame image file (image-to-video).", exists=True, dir_okay=False)] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the MP4 (default: <id>.mp4).")] = None,
+    base_url: Annotated[str, typer.Option(envvar="VIDGATE_BASE_URL", help="The gateway's /v1 base URL.")] = "http://127.0.0.1:8000/v1",
+    api_key: Annotated[str | None, typer.Option(envvar="VIDGATE_API_KEY", help="API key (sk-vg-…).")] = None,
+) -> None:
+    """Submit through the OpenAI API, show progress, and download the MP4."""
+    if not api_key:
+        err.print("[red]an API key is needed:[/red] --api-key or $VIDGATE_API_KEY")
+        raise typer.Exit(2)
+    fields = {k: v for k, v in {"prompt": prompt, "model": model, "seconds": seconds, "size": size}.items() if v}
+    base = base_url.rstrip("/")
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {api_key}"}, timeout=120) as client:
+        files = {"input_reference": (image.name, image.read_bytes())} if image else None
+        video = _check(client.post("/videos", data=fields, files=files))
+        err.print(f"created {video['id']} ({video['model']}, {video['size']}, {video['seconds']} s)")
+        video = _follow(client, video)
+        if video["status"] != "completed":
+            error = video.get("error") or {}
+            err.print(f"[red]{video['status']}:[/red] {error.get('message', '')} ({error.get('code', '')})")
+            raise typer.Exit(1)
+        target = out_file or Path(f"{video['id']}.mp4")
+        with client.stream("GET", f"/videos/{video['id']}/content") as response:
+            if response.status_code != 200:
+                _check(httpx.Response(response.status_code, content=response.read()))
+            with target.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+    err.print(f"wrote {target} ({target.stat().st_size} bytes)")
+    typer.echo(str(target))
+
+
+def _follow(client: httpx.Client, video: dict[str, Any]) -> dict[str, Any]:
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(video["status"], total=100, completed=video.get("progress", 0))
+        while video["status"] in ("queued", "in_progress"):
+            response = client.get(f"/videos/{video['id']}")
+            wait_ms = int(response.headers.get("openai-poll-after-ms", "1000"))
+            video = _check(response)
+            bar.update(task, completed=video.get("progress", 0), description=video["status"])
+            if video["status"] in ("queued", "in_progress"):
+                time.sleep(wait_ms / 1000)
+        bar.update(task, completed=100 if video["status"] == "completed" else video.get("progress", 0))
+    return video
+
+
+def _check(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code >= 400:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        where = f" ({error['param']})" if error.get("param") else ""
+        err.print(f"[red]HTTP {response.status_code}{where}:[/red] {error.get('message', response.text[:300])}")
+        raise typer.Exit(1)
+    result: dict[str, Any] = body
+    return result
+
+
+def main() -> None:
+    """Entry point of the `vidgate` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

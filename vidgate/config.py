@@ -1,0 +1,158 @@
+"""Settings: the TOML file plus ${ENV} substitution. The only reader of os.environ."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vidgate.errors import ConfigError
+
+ENV_CONFIG = "VIDGATE_CONFIG"
+DEFAULT_CONFIG_FILE = "vidgate.toml"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+ProviderName = Literal["openai", "dashscope", "kling", "jimeng", "vidu", "local"]
+Price = Decimal | dict[str, Decimal]
+
+
+class ChannelConfig(BaseModel):
+    """One upstream account: a provider, where it lives, its credentials and which models it serves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    provider: ProviderName
+    base_url: str = ""
+    api_key: str = ""
+    access_key: str = ""
+    secret_key: str = ""
+    models: tuple[str, ...] | None = None
+    model_map: dict[str, str] = Field(default_factory=dict)
+    priority: int = 0
+    weight: int = Field(default=1, ge=1)
+    max_in_flight: int | None = Field(default=None, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/]+", value):
+            raise ValueError("base_url must look like scheme://host[:port][/prefix]")
+        return value.rstrip("/")
+
+
+class Settings(BaseModel):
+    """Everything vidgate reads at startup, validated once and passed into create_app()."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_url: str = "http://127.0.0.1:8000"
+    database_url: str = "sqlite:///var/vidgate.db"
+    media_dir: Path = Path("var/media")
+    default_model: str = "vidgate-local"
+    secret: str = ""
+    signed_url_ttl: int = Field(default=86400, ge=1)
+    retention_days: int = Field(default=7, ge=1)
+    fetch_private_urls: bool = False
+    local_enabled: bool = True
+    # How many local renders run at once (worker processes); 0 = one per CPU.
+    local_workers: int = Field(default=0, ge=0)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    channels: tuple[ChannelConfig, ...] = ()
+    prices: dict[str, Price] = Field(default_factory=dict)
+    # Where the file was read from (None for the embedded default); not a TOML key.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/]+", value):
+            raise ValueError("public_url must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
+            raise ValueError("database_url must be sqlite:///PATH or postgresql://user@host/db")
+        return value
+
+    @property
+    def state_dir(self) -> Path:
+        """The folder beside media_dir where vidgate keeps its own files (the generated secret)."""
+        return self.media_dir.parent
+
+    def with_secret(self) -> Settings:
+        """Return settings whose secret is set, generating and keeping one under state_dir when absent."""
+        if self.secret:
+            return self
+        path = self.state_dir / "secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return self.model_copy(update={"secret": path.read_text().strip()})
+
+
+def config_path(explicit: str | Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Pick the config file: --config, then $VIDGATE_CONFIG, then ./vidgate.toml, else none."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if env.get(ENV_CONFIG):
+        return Path(env[ENV_CONFIG])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def load_settings(explicit: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; the embedded default when no file is named or found."""
+    env = os.environ if environ is None else environ
+    path = config_path(explicit, env)
+    if path is None:
+        return Settings()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_settings(raw, env, source=path)
+
+
+def parse_settings(raw: Mapping[str, Any], environ: Mapping[str, str], source: Path | None = None) -> Settings:
+    """Validate a parsed TOML document after ${ENV} substitution."""
+    where = str(source) if source else "config"
+    data = _substitute(raw, environ, where)
+    try:
+        return Settings.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: {problems}") from exc
+
+
+def _substitute(value: Any, environ: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set (referenced as ${{{name}}})")
+            return environ[name]
+
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, Mapping):
+        return {key: _substitute(item, environ, where) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, environ, where) for item in value]
+    return value

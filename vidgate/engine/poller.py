@@ -1,0 +1,243 @@
+"""The poller: claims due tasks in batches, reads their upstream state, and carries them to the end.
+
+It survives its own failures, stops on an Event and drains in-flight reads with a grace period. Rows are
+claimed with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), so several replicas share the work, and every
+terminal transition is a compare-and-set, so exactly one process finishes a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vidgate import media
+from vidgate.config import Settings
+from vidgate.engine.schedule import failure_delay, poll_delay
+from vidgate.engine.submit import Submitter
+from vidgate.errors import ProviderError, UpstreamUnavailable, VidgateError
+from vidgate.providers.base import Credentials, Progress, VideoRequest
+from vidgate.providers.registry import Registry
+from vidgate.status import TaskStatus
+from vidgate.store import tasks as task_store
+from vidgate.store.tasks import TaskRow
+
+log = logging.getLogger("vidgate.poller")
+
+BATCH = 100
+LEASE_S = 60.0
+MAX_IDLE_SLEEP_S = 1.0
+GLOBAL_CONCURRENCY = 64
+PER_CHANNEL_CONCURRENCY = 16
+
+
+class Poller:
+    """Background loop over due tasks."""
+
+    def __init__(self, *, settings: Settings, db: AsyncEngine, registry: Registry, submitter: Submitter) -> None:
+        self._settings = settings
+        self._db = db
+        self._registry = registry
+        self._submitter = submitter
+        self.owner = f"poller-{secrets.token_hex(6)}"
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._woken: set[str] = set()
+        self._slots = asyncio.Semaphore(GLOBAL_CONCURRENCY)
+        self._channel_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(PER_CHANNEL_CONCURRENCY)
+        )
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.last_tick = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="vidgate-poller")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._inflight:
+            _done, pending = await asyncio.wait(self._inflight, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def wake(self, task_id: str | None = None) -> None:
+        """Look now: a task changed (task_id), or new work was created (None)."""
+        if task_id is not None:
+            self._woken.add(task_id)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            self.last_tick = time.time()
+            try:
+                await self._tick()
+                delay = await self._idle_delay()
+            except Exception:
+                log.exception("poller tick failed; retrying")
+                delay = MAX_IDLE_SLEEP_S
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+
+    async def _tick(self) -> None:
+        now = time.time()
+        if self._woken:
+            woken, self._woken = list(self._woken), set()
+            await task_store.wake(self._db, task_ids=woken, now=now)
+        free = GLOBAL_CONCURRENCY - len(self._inflight)
+        if free <= 0:
+            return
+        claimed = await task_store.claim_due(
+            self._db, owner=self.owner, now=now, limit=min(BATCH, free), lease_s=LEASE_S
+        )
+        for row in claimed:
+            job = asyncio.create_task(self._guarded(row), name=f"poll-{row.id}")
+            self._inflight.add(job)
+            job.add_done_callback(self._inflight.discard)
+
+    async def _idle_delay(self) -> float:
+        if self._woken or len(self._inflight) >= GLOBAL_CONCURRENCY:
+            return 0.05 if self._woken else MAX_IDLE_SLEEP_S
+        due = await task_store.next_due(self._db)
+        if due is None:
+            return MAX_IDLE_SLEEP_S
+        return max(0.0, min(MAX_IDLE_SLEEP_S, due - time.time()))
+
+    async def _guarded(self, row: TaskRow) -> None:
+        async with self._slots, self._channel_slots[row.channel]:
+            try:
+                await self.advance(row)
+            except Exception as exc:
+                log.exception("advancing %s failed", row.id)
+                await task_store.record_poll_failure(
+                    self._db, task_id=row.id, owner=self.owner, error=repr(exc),
+                    next_poll_at=time.time() + failure_delay(row.poll_failures + 1),
+                )
+        # A finished read may have made others due sooner than the loop's sleep.
+        self._wake.set()
+
+    async def advance(self, row: TaskRow) -> None:
+        """One step for one claimed task: deadline, (re)submit, read, and finish if it is done."""
+        now = time.time()
+        if now > row.deadline_at:
+            await self._fail(row, "deadline_exceeded", "The task did not finish before its deadline.")
+            return
+        req = VideoRequest.from_json(row.request)
+        if row.upstream_id is None:
+            await self._resubmit(row, req)
+            return
+        provider = self._registry.provider(row.provider)
+        creds = Credentials.from_json(row.credentials)
+        try:
+            progress = await provider.poll(row.upstream_id, creds)
+        except ProviderError as exc:
+            await self._retry_later(row, f"poll: {exc}")
+            return
+        if progress.state == "completed":
+            await self._complete(row, progress, creds)
+        elif progress.state in ("failed", "cancelled"):
+            await self._fail(
+                row,
+                progress.error_code or "generation_failed",
+                progress.error_message or "The upstream reported the task as failed.",
+                status=TaskStatus.CANCELLED if progress.state == "cancelled" else TaskStatus.FAILED,
+            )
+        else:
+            status = TaskStatus.IN_PROGRESS if progress.state == "in_progress" else TaskStatus.QUEUED
+            value = row.progress if progress.progress is None else max(row.progress, min(99, progress.progress))
+            spec = self._registry.spec(row.model)
+            await task_store.record_poll(
+                self._db, task_id=row.id, owner=self.owner, status=status, progress=value,
+                next_poll_at=time.time() + poll_delay(row.polls, spec.poll_hint_ms / 1000.0),
+            )
+
+    async def _resubmit(self, row: TaskRow, req: VideoRequest) -> None:
+        # The process that wrote this row died before the upstream answered: submit it now.
+        channels = self._registry.channels_for(row.model)
+        remix_source = None
+        if row.remixed_from:
+            remix_source = await task_store.get_task(self._db, task_id=row.remixed_from)
+        try:
+            await self._submitter.submit_row(row.id, req, channels, remix_source=remix_source)
+        except UpstreamUnavailable as exc:
+            await self._retry_later(row, str(exc))
+        except VidgateError as exc:
+            await self._fail(row, "submit_failed", exc.message)
+
+    async def _complete(self, row: TaskRow, progress: Progress, creds: Credentials) -> None:
+        provider = self._registry.provider(row.provider)
+        folder = self._submitter.media_dir(row.id)
+        video = folder / "video.mp4"
+        try:
+            await provider.download(progress, creds, video)
+            facts = await asyncio.to_thread(media.probe, str(video))
+        except (ProviderError, media.MediaError, OSError) as exc:
+            await self._retry_later(row, f"download: {exc}")
+            return
+        thumbnail, sprites = folder / "thumbnail.webp", folder / "spritesheet.jpg"
+        await asyncio.to_thread(_previews, video, thumbnail, sprites)
+        root = self._settings.media_dir
+        now = time.time()
+        won = await task_store.finish(
+            self._db,
+            task_id=row.id,
+            status=TaskStatus.COMPLETED,
+            values={
+                "progress": 100,
+                "video_path": str(video.relative_to(root)),
+                "thumbnail_path": str(thumbnail.relative_to(root)) if thumbnail.exists() else None,
+                "spritesheet_path": str(sprites.relative_to(root)) if sprites.exists() else None,
+                "duration": facts.duration,
+                "width": facts.width,
+                "height": facts.height,
+                "has_audio": facts.has_audio,
+                "completed_at": now,
+                "expires_at": now + self._settings.retention_days * 86400,
+            },
+        )
+        if not won:
+            # Cancelled or deleted while we downloaded: the files belong to nobody.
+            shutil.rmtree(folder, ignore_errors=True)
+
+    async def _fail(self, row: TaskRow, code: str, message: str, *, status: TaskStatus = TaskStatus.FAILED) -> None:
+        await task_store.finish(
+            self._db, task_id=row.id, status=status, values={"error_code": code, "error_message": message[:2000]}
+        )
+        if row.upstream_id and code == "deadline_exceeded":
+            with contextlib.suppress(ProviderError):
+                await self._registry.provider(row.provider).cancel(row.upstream_id, Credentials.from_json(row.credentials))
+
+    async def _retry_later(self, row: TaskRow, error: str) -> None:
+        log.info("task %s: %s; retrying later", row.id, error)
+        await task_store.record_poll_failure(
+            self._db, task_id=row.id, owner=self.owner, error=error,
+            next_poll_at=time.time() + failure_delay(row.poll_failures + 1),
+        )
+
+
+def _previews(video: Path, thumbnail: Path, sprites: Path) -> None:
+    # Previews are a convenience: a video that cannot give them is still a finished video.
+    for make, out in ((media.make_thumbnail, thumbnail), (media.make_spritesheet, sprites)):
+        try:
+            make(str(video), str(out))
+        except (media.MediaError, OSError):
+            log.warning("could not make %s for %s", out.name, video)
+
+

@@ -1,0 +1,227 @@
+"""Validate → route → write the row → submit, with failover across a model's channels."""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vidgate.config import Settings
+from vidgate.engine import inputs as input_files
+from vidgate.engine.normalize import RawCreate, build_request, parse_prompt
+from vidgate.engine.schedule import submit_grace_s
+from vidgate.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    NotSupported,
+    PermissionDenied,
+    UpstreamRejected,
+    UpstreamTransient,
+    UpstreamUnavailable,
+)
+from vidgate.providers.base import Credentials, Submitted, VideoRequest
+from vidgate.providers.registry import Channel, Registry
+from vidgate.status import TaskStatus
+from vidgate.store import tasks as task_store
+from vidgate.store.keys import KeyRecord
+from vidgate.store.tasks import TaskRow
+
+log = logging.getLogger("vidgate.submit")
+
+
+def new_task_id() -> str:
+    return "video_" + secrets.token_hex(16)
+
+
+def order_channels(channels: Sequence[Channel], rng: random.Random | None = None) -> list[Channel]:
+    """Lower priority first; within one priority, a weighted random order."""
+    rng = rng or random.Random()
+    ordered: list[Channel] = []
+    for priority in sorted({ch.priority for ch in channels}):
+        pool = [ch for ch in channels if ch.priority == priority]
+        while pool:
+            pick = rng.choices(pool, weights=[ch.weight for ch in pool])[0]
+            ordered.append(pick)
+            pool.remove(pick)
+    return ordered
+
+
+class Submitter:
+    """Creates tasks: everything between a parsed client request and an upstream task id."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: AsyncEngine,
+        registry: Registry,
+        http: httpx.AsyncClient,
+        on_created: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._registry = registry
+        self._http = http
+        self.on_created = on_created
+
+    def media_dir(self, task_id: str) -> Path:
+        return self._settings.media_dir / "tasks" / task_id
+
+    async def create(self, key: KeyRecord, raw: RawCreate) -> TaskRow:
+        """Validate the request, write its row, submit it upstream; the stored row is returned."""
+        model = raw.model if raw.model not in (None, "") else self._settings.default_model
+        if not isinstance(model, str):
+            raise InvalidRequest("model must be a string.", param="model", code="invalid_type")
+        spec = self._registry.spec(model)
+        if not key.may_use(model):
+            raise PermissionDenied(f"This key may not use the model '{model}'.", param="model")
+        req = build_request(raw, spec)
+        return await self._create(key, req, remixed_from=None)
+
+    async def remix(self, key: KeyRecord, source_id: str, prompt: Any) -> TaskRow:
+        """A new task from a completed one: same model, size, length, seed and inputs, a new prompt."""
+        text = parse_prompt(prompt)
+        source = await task_store.get_task(self._db, task_id=source_id, key_id=key.id)
+        if source is None:
+            raise NotFound(f"No video found with id '{source_id}'.", param="video_id", code="video_not_found")
+        spec = self._registry.spec(source.model)
+        if not spec.remix:
+            raise InvalidRequest(f"{source.model} does not support remix.", param="video_id", code="remix_not_supported")
+        if not key.may_use(source.model):
+            raise PermissionDenied(f"This key may not use the model '{source.model}'.", param="model")
+        if source.status != TaskStatus.COMPLETED:
+            raise Conflict(f"Video '{source_id}' is {source.status.value}; only completed videos can be remixed.")
+        req = replace(VideoRequest.from_json(source.request), prompt=text)
+        return await self._create(key, req, remixed_from=source)
+
+    async def _create(self, key: KeyRecord, req: VideoRequest, *, remixed_from: TaskRow | None) -> TaskRow:
+        spec = self._registry.spec(req.model)
+        provider = self._registry.provider(spec.provider)
+        channels = order_channels(self._registry.channels_for(req.model))
+        if remixed_from is not None:
+            # A remix must run where its source lives (the upstream id only means something there).
+            channels = [ch for ch in channels if ch.name == remixed_from.channel]
+            if not channels:
+                raise UpstreamUnavailable(f"The channel that made '{remixed_from.id}' is no longer configured.")
+        task_id = new_task_id()
+        task_dir = self.media_dir(task_id)
+        try:
+            if remixed_from is None:
+                req = await input_files.materialize(
+                    req,
+                    task_dir=task_dir / "inputs",
+                    http=self._http,
+                    needs_bytes=provider.needs_bytes,
+                    fetch_private=self._settings.fetch_private_urls,
+                    max_bytes=self._settings.max_upload_bytes,
+                )
+        except BaseException:
+            shutil.rmtree(task_dir, ignore_errors=True)
+            raise
+        now = time.time()
+        first = channels[0]
+        await task_store.insert_task(
+            self._db,
+            {
+                "id": task_id,
+                "key_id": key.id,
+                "model": req.model,
+                "provider": spec.provider,
+                "channel": first.name,
+                "upstream_id": None,
+                "credentials": first.credentials.to_json(),
+                "status": TaskStatus.QUEUED.value,
+                "progress": 0,
+                "prompt": req.prompt,
+                "seconds": req.seconds,
+                "size": req.size,
+                "request": req.to_json(),
+                "remixed_from": remixed_from.id if remixed_from else None,
+                "created_at": now,
+                "updated_at": now,
+                "deadline_at": now + spec.deadline_s,
+                # If this process dies before the upstream answers, the poller submits it after this.
+                "next_poll_at": now + submit_grace_s(),
+            },
+        )
+        try:
+            await self.submit_row(task_id, req, channels, remix_source=remixed_from)
+        except BaseException as exc:
+            # The client gets an error and no id: the row must not live on as a task of theirs.
+            await task_store.finish(
+                self._db,
+                task_id=task_id,
+                status=TaskStatus.FAILED,
+                values={"error_code": "submit_failed", "error_message": str(exc)[:2000], "deleted_at": time.time()},
+            )
+            shutil.rmtree(task_dir, ignore_errors=True)
+            raise
+        self.on_created()
+        row = await task_store.get_task(self._db, task_id=task_id)
+        assert row is not None  # just written by us; only a DELETE by its owner could race here
+        return row
+
+    async def submit_row(
+        self, task_id: str, req: VideoRequest, channels: Sequence[Channel], *, remix_source: TaskRow | None = None
+    ) -> None:
+        """Submit to the first channel that accepts; UpstreamTransient moves on to the next one."""
+        errors: list[str] = []
+        for channel in channels:
+            provider = self._registry.provider(channel.provider)
+            upstream_req = replace(req, model=channel.upstream_model(req.model))
+            try:
+                if remix_source is not None:
+                    if remix_source.upstream_id is None:
+                        raise NotSupported("the source video has no upstream task")
+                    submitted: Submitted = await provider.remix(
+                        remix_source.upstream_id, upstream_req, channel.credentials, task_id=task_id
+                    )
+                else:
+                    submitted = await provider.submit(upstream_req, channel.credentials, task_id=task_id)
+            except UpstreamTransient as exc:
+                log.warning("submit %s via %s failed: %s", task_id, channel.name, exc)
+                errors.append(f"{channel.name}: {exc}")
+                continue
+            except UpstreamRejected as exc:
+                raise InvalidRequest(f"The upstream rejected the request: {exc}", param=exc.param, code=exc.code or "upstream_rejected") from exc
+            except NotSupported as exc:
+                raise InvalidRequest(str(exc), param="video_id") from exc
+            await task_store.mark_submitted(
+                self._db,
+                task_id=task_id,
+                upstream_id=submitted.upstream_id,
+                channel=channel.name,
+                provider=channel.provider,
+                credentials=channel.credentials.to_json(),
+                next_poll_at=time.time() + 0.2,
+            )
+            return
+        raise UpstreamUnavailable("No upstream channel accepted the request: " + "; ".join(errors))
+
+    async def delete(self, row: TaskRow) -> None:
+        """Delete a task and its files; an unfinished one is cancelled (upstream too, where possible)."""
+        if row.active:
+            if row.upstream_id is not None:
+                provider = self._registry.provider(row.provider)
+                try:
+                    await provider.cancel(row.upstream_id, Credentials.from_json(row.credentials))
+                except (NotSupported, UpstreamTransient, UpstreamRejected) as exc:
+                    log.info("cancel of %s upstream: %s", row.id, exc)
+            await task_store.finish(
+                self._db,
+                task_id=row.id,
+                status=TaskStatus.CANCELLED,
+                values={"error_code": "cancelled", "error_message": "Deleted before it finished."},
+            )
+        await task_store.mark_deleted(self._db, task_id=row.id)
+        shutil.rmtree(self.media_dir(row.id), ignore_errors=True)

@@ -1,0 +1,151 @@
+"""Every error vidgate raises on purpose.
+
+Client-facing errors carry what each surface needs to render them (api/errors.py does the rendering):
+
+    VidgateError
+    ├── ConfigError                  bad or missing configuration (a startup error, never an HTTP answer)
+    ├── ClientError                  the caller's fault or the caller's limit; rendered as a 4xx
+    │   ├── InvalidRequest           400, names the offending field (`param`) and what it accepts
+    │   ├── Unauthenticated          401, missing or bad key
+    │   ├── PermissionDenied         403, the key may not use this model
+    │   ├── NotFound                 404, unknown id or another key's id
+    │   ├── Conflict                 409, the video is not ready
+    │   ├── PayloadTooLarge          413
+    │   └── RateLimited              429, with retry_after (requests per minute, quota, full channels)
+    ├── ServiceError                 vidgate or its upstreams cannot serve right now; rendered as 5xx
+    │   └── UpstreamUnavailable      502/503, no channel could take the request
+    └── ProviderError                raised by provider adapters, translated by the engine
+        ├── UpstreamRejected         the upstream refused the request itself (its 4xx); not retried
+        ├── UpstreamTransient        429, 5xx, timeout, connection error, garbage; try later / elsewhere
+        └── NotSupported             the provider has no such operation (cancel, remix)
+
+Foreign exceptions (httpx, SQLAlchemy, PyAV) are translated at one boundary with `raise X(...) from exc`.
+"""
+
+from __future__ import annotations
+
+
+class VidgateError(Exception):
+    """Base of every error vidgate raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(VidgateError):
+    """The configuration is invalid; raised at startup."""
+
+
+class ClientError(VidgateError):
+    """A request vidgate refuses; rendered as a 4xx in the surface's own error shape."""
+
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(ClientError):
+    """A field is missing, malformed or outside what the model accepts."""
+
+    status = 400
+    code = "invalid_value"
+
+
+class Unauthenticated(ClientError):
+    """No key, or a key vidgate does not know (or that was revoked)."""
+
+    status = 401
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ClientError):
+    """The key exists but may not do this (e.g. use this model)."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class NotFound(ClientError):
+    """No such object for this key."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ClientError):
+    """The object exists but is not in a state that allows this yet."""
+
+    status = 409
+    code = "video_not_ready"
+
+
+class PayloadTooLarge(ClientError):
+    """An upload or body beyond the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(ClientError):
+    """Too many requests, or not enough quota; the caller may retry after `retry_after` seconds."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self, message: str, *, retry_after: int = 1, code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+
+
+class ServiceError(VidgateError):
+    """vidgate cannot serve this right now; rendered as a 5xx."""
+
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+class UpstreamUnavailable(ServiceError):
+    """No channel could take the request (all failed, all unhealthy)."""
+
+    def __init__(self, message: str, *, status: int = 503) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = "upstream_unavailable" if status == 503 else "upstream_error"
+
+
+class ProviderError(VidgateError):
+    """Raised by provider adapters; the engine decides what it means for the task."""
+
+
+class UpstreamRejected(ProviderError):
+    """The upstream refused the request itself (a parameter or policy error); not worth retrying."""
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+class UpstreamTransient(ProviderError):
+    """A failure that may pass: 429, 5xx, timeout, connection error, an unparsable answer."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class NotSupported(ProviderError):
+    """The provider has no such operation."""

@@ -1,0 +1,80 @@
+"""keys and tasks
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-22
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+Time = sa.Float
+
+
+def upgrade() -> None:
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("key_prefix", sa.String(24), nullable=False),
+        sa.Column("models", sa.JSON, nullable=True),
+        sa.Column("rpm", sa.Integer, nullable=True),
+        sa.Column("created_at", Time, nullable=False),
+        sa.Column("revoked_at", Time, nullable=True),
+    )
+    op.create_table(
+        "tasks",
+        sa.Column(
+            "seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("id", sa.String(40), nullable=False, unique=True),
+        sa.Column("key_id", sa.String(32), nullable=False),
+        sa.Column("model", sa.String(100), nullable=False),
+        sa.Column("provider", sa.String(32), nullable=False),
+        sa.Column("channel", sa.String(100), nullable=False),
+        sa.Column("upstream_id", sa.String(200), nullable=True),
+        sa.Column("credentials", sa.JSON, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("progress", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("prompt", sa.Text, nullable=False),
+        sa.Column("seconds", sa.Integer, nullable=False),
+        sa.Column("size", sa.String(16), nullable=False),
+        sa.Column("request", sa.JSON, nullable=False),
+        sa.Column("error_code", sa.String(100), nullable=True),
+        sa.Column("error_message", sa.Text, nullable=True),
+        sa.Column("remixed_from", sa.String(40), nullable=True),
+        sa.Column("created_at", Time, nullable=False),
+        sa.Column("updated_at", Time, nullable=False),
+        sa.Column("completed_at", Time, nullable=True),
+        sa.Column("expires_at", Time, nullable=True),
+        sa.Column("deadline_at", Time, nullable=False),
+        sa.Column("next_poll_at", Time, nullable=True),
+        sa.Column("lease_owner", sa.String(64), nullable=True),
+        sa.Column("lease_until", Time, nullable=True),
+        sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("poll_failures", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_poll_error", sa.Text, nullable=True),
+        sa.Column("video_path", sa.String(300), nullable=True),
+        sa.Column("thumbnail_path", sa.String(300), nullable=True),
+        sa.Column("spritesheet_path", sa.String(300), nullable=True),
+        sa.Column("duration", sa.Float, nullable=True),
+        sa.Column("width", sa.Integer, nullable=True),
+        sa.Column("height", sa.Integer, nullable=True),
+        sa.Column("has_audio", sa.Boolean, nullable=True),
+        sa.Column("deleted_at", Time, nullable=True),
+    )
+    op.create_index("ix_tasks_key_seq", "tasks", ["key_id", "seq"])
+    op.create_index("ix_tasks_next_poll", "tasks", ["next_poll_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("tasks")
+    op.drop_table("api_keys")

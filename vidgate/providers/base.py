@@ -1,0 +1,213 @@
+"""The Provider contract and the types that cross it.
+
+A provider module is the whole story of one upstream: its models, how a VideoRequest becomes its body,
+how its answers become a Progress, how it signs. Nothing outside providers/ knows a provider's fields.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from vidgate.errors import NotSupported
+
+Mode = Literal["t2v", "i2v", "kf2v", "a2v"]
+Role = Literal["first_frame", "last_frame", "audio"]
+TIERS = ("480P", "720P", "1080P")
+
+
+def tier_of(width: int, height: int) -> str:
+    """The resolution tier of a size, set by its shorter side."""
+    short = min(width, height)
+    if short <= 480:
+        return "480P"
+    if short <= 720:
+        return "720P"
+    return "1080P"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one model accepts: modes, seconds, sizes, audio, metadata keys, and its defaults."""
+
+    name: str
+    provider: str
+    modes: frozenset[Mode]
+    seconds: tuple[int, ...]
+    default_seconds: int
+    # Explicit sizes ("WxH"); empty when the model takes any even size in `any_size` or tiers only.
+    sizes: tuple[str, ...] = ()
+    # Tier -> the size it stands for on this model (what "720P" means here).
+    tiers: Mapping[str, str] = field(default_factory=dict)
+    default_size: str = "1280x720"
+    # (min, max) per side for models that take any even size.
+    any_size: tuple[int, int] | None = None
+    audio: bool = False
+    metadata_keys: frozenset[str] = frozenset()
+    remix: bool = False
+    # How long a task may stay unfinished before it is failed (and refunded).
+    deadline_s: int = 3600
+    # What clients are told to wait between status reads (openai-poll-after-ms).
+    poll_hint_ms: int = 2000
+    price: Decimal | Mapping[str, Decimal] = Decimal(0)
+    description: str = ""
+
+    def allowed_sizes(self) -> list[str]:
+        """Everything `size` may be for this model, as shown in errors and /v1/models."""
+        listed = list(self.sizes) + [tier for tier in TIERS if tier in self.tiers]
+        if self.any_size:
+            low, high = self.any_size
+            listed.insert(0, f"any even WxH from {low} to {high} per side")
+        return listed
+
+
+@dataclass(frozen=True)
+class MediaInput:
+    """An image or audio input: a URL the provider may fetch itself, or bytes vidgate stored."""
+
+    role: Role
+    field: str  # the client's field, for error messages ("input_reference", "metadata.img_url")
+    url: str | None = None  # http(s)://, data:, or oss:// as given by the client
+    path: Path | None = None  # stored bytes (uploads, fetched URLs, decoded data URIs)
+    mime: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """One request in vidgate's own terms, validated against its model before any upstream call."""
+
+    model: str
+    prompt: str
+    seconds: int
+    width: int
+    height: int
+    tier: str
+    mode: Mode
+    inputs: tuple[MediaInput, ...] = ()
+    audio: bool = False
+    seed: int | None = None
+    # Metadata keys the model takes, already validated (negative_prompt, watermark, ...).
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    # A provider-native body to forward verbatim (DashScope surface); None for translated requests.
+    native: Mapping[str, Any] | None = None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    def input(self, role: Role) -> MediaInput | None:
+        """The input playing `role`, if any."""
+        return next((item for item in self.inputs if item.role == role), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe form, kept on the task row so a restart can resubmit and remix can reuse it."""
+        data = asdict(self)
+        data["inputs"] = [
+            {**asdict(item), "path": str(item.path) if item.path else None} for item in self.inputs
+        ]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VideoRequest:
+        inputs = tuple(
+            MediaInput(**{**item, "path": Path(item["path"]) if item.get("path") else None})
+            for item in data.get("inputs", ())
+        )
+        return cls(**{**data, "inputs": inputs})
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The exact upstream account a task was submitted with; the same one polls and downloads."""
+
+    channel: str
+    base_url: str = ""
+    api_key: str = ""
+    access_key: str = ""
+    secret_key: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "channel": self.channel,
+            "base_url": self.base_url,
+            "api_key": self.api_key,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Credentials:
+        return cls(**{key: str(data.get(key, "")) for key in ("channel", "base_url", "api_key", "access_key", "secret_key")})
+
+
+UpstreamState = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What an upstream says about a task, in vidgate's terms."""
+
+    state: UpstreamState
+    progress: int | None = None
+    video_url: str | None = None  # where the finished video can be fetched
+    video_path: Path | None = None  # or where it already is, for providers that write files
+    thumbnail_url: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    usage: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The upstream accepted the task under this id."""
+
+    upstream_id: str
+    progress: Progress | None = None
+
+
+# Called by a provider when a task it runs itself changed, so the poller looks at once.
+Notify = Callable[[str], None]
+
+
+class Provider(ABC):
+    """One upstream: its models, and how to submit, poll, cancel and download."""
+
+    name: ClassVar[str]
+    # True when the provider needs input bytes (vidgate fetches URLs for it), not URLs.
+    needs_bytes: ClassVar[bool] = False
+
+    @abstractmethod
+    def models(self) -> Sequence[ModelSpec]:
+        """Every model this provider serves, with its capabilities."""
+
+    @abstractmethod
+    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+        """Create the upstream task; raise UpstreamRejected or UpstreamTransient on failure."""
+
+    @abstractmethod
+    async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
+        """Read the task's state; raise UpstreamTransient when the answer cannot be trusted."""
+
+    async def cancel(self, upstream_id: str, creds: Credentials) -> None:
+        """Cancel the upstream task."""
+        raise NotSupported(f"{self.name} cannot cancel tasks")
+
+    async def remix(
+        self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str
+    ) -> Submitted:
+        """Create a remix of a finished upstream task."""
+        raise NotSupported(f"{self.name} cannot remix videos")
+
+    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
+        """Store the finished video at `dest` (adapters with an HTTP client override this)."""
+        raise NotSupported(f"{self.name} has no download")
+
+    async def start(self, notify: Notify) -> None:  # noqa: B027 - optional hook
+        """Called once when the app starts; `notify(upstream_id)` wakes the poller."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Called once when the app stops."""

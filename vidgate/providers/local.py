@@ -1,0 +1,260 @@
+"""The built-in `local` provider: renders real H.264 MP4s on the CPU with vidgate.render.
+
+Renders run in worker processes so the event loop never blocks. Each job is a JSON file under
+`<media_dir>/local/jobs/`, so after a crash the next poll of an unfinished task starts it again;
+rendering is deterministic, so a restarted job produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vidgate.config import Settings
+from vidgate.errors import UpstreamRejected, UpstreamTransient
+from vidgate.providers.base import (
+    Credentials,
+    ModelSpec,
+    Notify,
+    Progress,
+    Provider,
+    Submitted,
+    VideoRequest,
+)
+
+MODEL = ModelSpec(
+    name="vidgate-local",
+    provider="local",
+    modes=frozenset({"t2v", "i2v", "kf2v"}),
+    seconds=tuple(range(1, 21)),
+    default_seconds=4,
+    tiers={"480P": "832x480", "720P": "1280x720", "1080P": "1920x1080"},
+    default_size="1280x720",
+    any_size=(64, 1920),
+    audio=True,
+    metadata_keys=frozenset(
+        {"img_url", "first_frame_url", "last_frame_url", "audio_url", "audio", "seed", "resolution"}
+    ),
+    remix=True,
+    deadline_s=900,
+    poll_hint_ms=250,
+    price=Decimal(0),
+    description="Built-in CPU renderer: animated scenes (t2v), pan/zoom (i2v), keyframe morphs (kf2v).",
+)
+# How often an in-flight render is looked at (it also reports completion at once via notify).
+_POLL_EVERY_FRAMES = 24
+
+
+def from_settings(settings: Settings, http: httpx.AsyncClient) -> LocalProvider:
+    return LocalProvider(settings.media_dir / "local", workers=settings.local_workers or os.cpu_count() or 1)
+
+
+class LocalProvider(Provider):
+    """Renders with vidgate.render in a process pool; the task id is the job id."""
+
+    name = "local"
+    needs_bytes = True
+
+    def __init__(self, work_dir: Path, *, workers: int) -> None:
+        self._jobs_dir = work_dir / "jobs"
+        self._out_dir = work_dir / "out"
+        self._workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._running: dict[str, Future[None]] = {}
+        self._notify: Notify | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def models(self) -> Sequence[ModelSpec]:
+        return [MODEL]
+
+    async def start(self, notify: Notify) -> None:
+        self._jobs_dir.mkdir(parents=True, exist_ok=True)
+        self._out_dir.mkdir(parents=True, exist_ok=True)
+        self._notify = notify
+        self._loop = asyncio.get_running_loop()
+        # forkserver: workers are forked from a clean helper process, not from this threaded one.
+        context = multiprocessing.get_context("forkserver")
+        self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
+        # Start the workers and import the renderer now, so the first task does not pay for it.
+        warm = [self._pool.submit(_warm_up) for _ in range(self._workers)]
+        await asyncio.gather(*(asyncio.wrap_future(future) for future in warm))
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+        job = _job(req, out=self._out_path(task_id))
+        tmp = self._job_path(task_id).with_suffix(".tmp")
+        tmp.write_text(json.dumps(job))
+        os.replace(tmp, self._job_path(task_id))
+        self._launch(task_id, job)
+        return Submitted(upstream_id=task_id, progress=Progress(state="queued", progress=0))
+
+    async def remix(
+        self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str
+    ) -> Submitted:
+        # The engine hands in the source's request with the new prompt: same size, length, seed, inputs.
+        return await self.submit(req, creds, task_id=task_id)
+
+    async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
+        out = self._out_path(upstream_id)
+        if out.exists():
+            return Progress(state="completed", progress=100, video_path=out)
+        error = self._error_path(upstream_id)
+        if error.exists():
+            return Progress(state="failed", error_code="render_failed", error_message=error.read_text())
+        job_path = self._job_path(upstream_id)
+        future = self._running.get(upstream_id)
+        if future is None or future.done():
+            if not job_path.exists():
+                return Progress(state="failed", error_code="render_lost", error_message="The render job is gone.")
+            # Not running in this process (a restart): start it again from its job file.
+            self._launch(upstream_id, json.loads(job_path.read_text()))
+            return Progress(state="in_progress", progress=0)
+        done, total = _read_progress(self._progress_path(upstream_id))
+        if not done:
+            return Progress(state="queued" if not future.running() else "in_progress", progress=0)
+        return Progress(state="in_progress", progress=min(99, done * 100 // max(total, 1)))
+
+    async def cancel(self, upstream_id: str, creds: Credentials) -> None:
+        self._cancel_path(upstream_id).touch()
+        future = self._running.pop(upstream_id, None)
+        if future is not None:
+            future.cancel()
+
+    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
+        if result.video_path is None:
+            raise UpstreamTransient("local render reported no file")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(shutil.move, str(result.video_path), str(dest))
+        task_id = result.video_path.stem
+        for path in (self._job_path(task_id), self._progress_path(task_id), self._cancel_path(task_id)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _launch(self, task_id: str, job: dict[str, Any]) -> None:
+        if self._pool is None:
+            raise UpstreamTransient("the local renderer is not running")
+        if not job["spec"]["prompt"] and job["spec"]["mode"] == "t2v":
+            raise UpstreamRejected("a prompt is required", param="prompt")
+        future = self._pool.submit(
+            _render_job,
+            job,
+            str(self._progress_path(task_id)),
+            str(self._cancel_path(task_id)),
+            str(self._error_path(task_id)),
+        )
+        self._running[task_id] = future
+        future.add_done_callback(lambda done, tid=task_id: self._finished(tid, done))
+
+    def _finished(self, task_id: str, future: Future[None]) -> None:
+        # Runs in the executor's thread: hop to the loop before touching anything.
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._done_on_loop, task_id, future)
+
+    def _done_on_loop(self, task_id: str, future: Future[None]) -> None:
+        if self._running.get(task_id) is future:
+            del self._running[task_id]
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, BrokenProcessPool):
+            # A worker died (killed, out of memory): replace the pool; the next poll relaunches the job.
+            self._restart_pool()
+        elif error is not None:
+            self._error_path(task_id).write_text(f"render failed: {error!r}")
+        if self._notify is not None:
+            self._notify(task_id)
+
+    def _restart_pool(self) -> None:
+        if self._pool is not None and not getattr(self._pool, "_broken", False):
+            return  # another job's failure already replaced it
+        old, self._pool = self._pool, None
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+        self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=multiprocessing.get_context("forkserver"))
+
+    def _job_path(self, task_id: str) -> Path:
+        return self._jobs_dir / f"{task_id}.json"
+
+    def _progress_path(self, task_id: str) -> Path:
+        return self._jobs_dir / f"{task_id}.progress"
+
+    def _cancel_path(self, task_id: str) -> Path:
+        return self._jobs_dir / f"{task_id}.cancel"
+
+    def _error_path(self, task_id: str) -> Path:
+        return self._jobs_dir / f"{task_id}.error"
+
+    def _out_path(self, task_id: str) -> Path:
+        return self._out_dir / f"{task_id}.mp4"
+
+
+def _job(req: VideoRequest, *, out: Path) -> dict[str, Any]:
+    first, last, audio = req.input("first_frame"), req.input("last_frame"), req.input("audio")
+    spec = {
+        "width": req.width,
+        "height": req.height,
+        "seconds": req.seconds,
+        "prompt": req.prompt,
+        "seed": req.seed or 0,
+        "mode": req.mode,
+        "first_image": str(first.path) if first and first.path else None,
+        "last_image": str(last.path) if last and last.path else None,
+        "audio": req.audio,
+        "audio_path": str(audio.path) if audio and audio.path else None,
+    }
+    return {"spec": spec, "out": str(out)}
+
+
+def _read_progress(path: Path) -> tuple[int, int]:
+    try:
+        done, total = path.read_text().split()
+        return int(done), int(total)
+    except (FileNotFoundError, ValueError):
+        return 0, 0
+
+
+# -- worker process side ---------------------------------------------------------------------------
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _warm_up() -> None:
+    import vidgate.render  # noqa: F401 - imports PyAV, numpy and Pillow once per worker
+
+
+def _render_job(job: dict[str, Any], progress_path: str, cancel_path: str, error_path: str) -> None:
+    from vidgate.render import RenderError, RenderSpec, render
+
+    def progress(done: int, total: int) -> None:
+        if done % _POLL_EVERY_FRAMES == 0 or done == total:
+            with open(progress_path, "w") as handle:
+                handle.write(f"{done} {total}")
+        if os.path.exists(cancel_path):
+            raise _Cancelled
+
+    try:
+        render(RenderSpec(**job["spec"]), job["out"], progress)
+    except _Cancelled:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(job["out"] + ".part")
+    except RenderError as exc:
+        with open(error_path, "w") as handle:
+            handle.write(str(exc))

@@ -1,0 +1,1 @@
+"""Persistence: one module per aggregate over SQLAlchemy Core (async), SQLite or PostgreSQL."""

@@ -1,0 +1,274 @@
+"""Tasks: the row written before the upstream call, the poller's claims, compare-and-set transitions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vidgate.status import ACTIVE, TaskStatus
+from vidgate.store.tables import tasks
+
+_ACTIVE = [status.value for status in ACTIVE]
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One task as stored."""
+
+    seq: int
+    id: str
+    key_id: str
+    model: str
+    provider: str
+    channel: str
+    upstream_id: str | None
+    credentials: dict[str, Any]
+    status: TaskStatus
+    progress: int
+    prompt: str
+    seconds: int
+    size: str
+    request: dict[str, Any]
+    error_code: str | None
+    error_message: str | None
+    remixed_from: str | None
+    created_at: float
+    updated_at: float
+    completed_at: float | None
+    expires_at: float | None
+    deadline_at: float
+    next_poll_at: float | None
+    lease_owner: str | None
+    lease_until: float | None
+    polls: int
+    poll_failures: int
+    last_poll_error: str | None
+    video_path: str | None
+    thumbnail_path: str | None
+    spritesheet_path: str | None
+    duration: float | None
+    width: int | None
+    height: int | None
+    has_audio: bool | None
+    deleted_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+_FIELDS = [f.name for f in fields(TaskRow)]
+
+
+def _task(row: sa.Row[Any] | Mapping[str, Any]) -> TaskRow:
+    data = row._mapping if isinstance(row, sa.Row) else row
+    values = {name: data[name] for name in _FIELDS}
+    values["status"] = TaskStatus(values["status"])
+    return TaskRow(**values)
+
+
+async def insert_task(engine: AsyncEngine, values: Mapping[str, Any]) -> None:
+    """Write a new task row (before anything is sent upstream)."""
+    async with engine.begin() as conn:
+        await conn.execute(tasks.insert().values(**values))
+
+
+async def get_task(engine: AsyncEngine, *, task_id: str, key_id: str | None = None) -> TaskRow | None:
+    """A task that has not been deleted; with key_id, only if that key owns it."""
+    query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
+    if key_id is not None:
+        query = query.where(tasks.c.key_id == key_id)
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return _task(row) if row else None
+
+
+async def list_tasks(
+    engine: AsyncEngine,
+    *,
+    key_id: str,
+    limit: int,
+    order: Literal["asc", "desc"],
+    after_seq: int | None = None,
+) -> list[TaskRow]:
+    """A page of the key's tasks by creation order; fetch limit+1 to learn whether more follow."""
+    query = sa.select(tasks).where(tasks.c.key_id == key_id, tasks.c.deleted_at.is_(None))
+    if after_seq is not None:
+        query = query.where(tasks.c.seq > after_seq if order == "asc" else tasks.c.seq < after_seq)
+    query = query.order_by(tasks.c.seq.asc() if order == "asc" else tasks.c.seq.desc()).limit(limit)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [_task(row) for row in rows]
+
+
+async def seq_of(engine: AsyncEngine, *, task_id: str, key_id: str) -> int | None:
+    query = sa.select(tasks.c.seq).where(tasks.c.id == task_id, tasks.c.key_id == key_id)
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).scalar()
+
+
+async def mark_submitted(
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    upstream_id: str,
+    channel: str,
+    provider: str,
+    credentials: Mapping[str, Any],
+    next_poll_at: float,
+) -> bool:
+    """Record the upstream id; only once, and only while the task is still active."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            tasks.update()
+            .where(tasks.c.id == task_id, tasks.c.upstream_id.is_(None), tasks.c.status.in_(_ACTIVE))
+            .values(
+                upstream_id=upstream_id,
+                channel=channel,
+                provider=provider,
+                credentials=dict(credentials),
+                next_poll_at=next_poll_at,
+                updated_at=time.time(),
+            )
+        )
+    return bool(result.rowcount)
+
+
+async def claim_due(
+    engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float
+) -> list[TaskRow]:
+    """Lease up to `limit` active tasks whose next poll is due and whose lease is free or expired.
+
+    On PostgreSQL the candidate rows are locked with FOR UPDATE SKIP LOCKED, so replicas never
+    claim the same row; SQLite has a single writer, so the same statement is already exclusive.
+    """
+    due = (
+        sa.select(tasks.c.id)
+        .where(
+            tasks.c.status.in_(_ACTIVE),
+            tasks.c.next_poll_at <= now,
+            sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
+        )
+        .order_by(tasks.c.next_poll_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        ids = list((await conn.execute(due)).scalars())
+        if not ids:
+            return []
+        await conn.execute(
+            tasks.update().where(tasks.c.id.in_(ids)).values(lease_owner=owner, lease_until=now + lease_s)
+        )
+        rows = (await conn.execute(sa.select(tasks).where(tasks.c.id.in_(ids)))).all()
+    return [_task(row) for row in rows]
+
+
+async def record_poll(
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    owner: str,
+    status: TaskStatus,
+    progress: int,
+    next_poll_at: float,
+) -> bool:
+    """Store a non-terminal reading and release the lease; False if the row moved on meanwhile."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            tasks.update()
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == owner, tasks.c.status.in_(_ACTIVE))
+            .values(
+                status=status.value,
+                progress=progress,
+                next_poll_at=next_poll_at,
+                polls=tasks.c.polls + 1,
+                poll_failures=0,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=time.time(),
+            )
+        )
+    return bool(result.rowcount)
+
+
+async def record_poll_failure(
+    engine: AsyncEngine, *, task_id: str, owner: str, error: str, next_poll_at: float
+) -> bool:
+    """Note a failed reading (retry later) and release the lease."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            tasks.update()
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == owner, tasks.c.status.in_(_ACTIVE))
+            .values(
+                next_poll_at=next_poll_at,
+                polls=tasks.c.polls + 1,
+                poll_failures=tasks.c.poll_failures + 1,
+                last_poll_error=error[:2000],
+                lease_owner=None,
+                lease_until=None,
+                updated_at=time.time(),
+            )
+        )
+    return bool(result.rowcount)
+
+
+async def finish(
+    engine: AsyncEngine, *, task_id: str, status: TaskStatus, values: Mapping[str, Any] | None = None
+) -> bool:
+    """Compare-and-set an active task to a terminal status; True for exactly one caller."""
+    now = time.time()
+    update = {
+        "status": status.value,
+        "next_poll_at": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": now,
+        "completed_at": now,
+        **(values or {}),
+    }
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            tasks.update().where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE)).values(**update)
+        )
+    return bool(result.rowcount)
+
+
+async def wake(engine: AsyncEngine, *, task_ids: list[str], now: float) -> None:
+    """Make tasks due now (a provider reported a change)."""
+    if not task_ids:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            tasks.update()
+            .where(tasks.c.id.in_(task_ids), tasks.c.status.in_(_ACTIVE), tasks.c.next_poll_at > now)
+            .values(next_poll_at=now)
+        )
+
+
+async def mark_deleted(engine: AsyncEngine, *, task_id: str) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            tasks.update()
+            .where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
+            .values(deleted_at=time.time(), updated_at=time.time())
+        )
+    return bool(result.rowcount)
+
+
+async def next_due(engine: AsyncEngine) -> float | None:
+    """When the earliest active task is due, for the poller's sleep."""
+    query = sa.select(sa.func.min(tasks.c.next_poll_at)).where(tasks.c.status.in_(_ACTIVE))
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).scalar()
+
+
+async def count_by_status(engine: AsyncEngine) -> dict[str, int]:
+    query = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
+    async with engine.connect() as conn:
+        return {status: count for status, count in (await conn.execute(query)).all()}
