@@ -144,29 +144,31 @@ async def claim_due(
 ) -> list[TaskRow]:
     """Lease up to `limit` active tasks whose next poll is due and whose lease is free or expired.
 
-    On PostgreSQL the candidate rows are locked with FOR UPDATE SKIP LOCKED, so replicas never
-    claim the same row; SQLite has a single writer, so the same statement is already exclusive.
+    One UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) … RETURNING: on PostgreSQL replicas skip
+    each other's locked rows; on SQLite the statement takes the single write lock, so it is exclusive.
     """
+    claimable = sa.and_(
+        tasks.c.status.in_(_ACTIVE),
+        tasks.c.next_poll_at <= now,
+        sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
+    )
     due = (
         sa.select(tasks.c.id)
-        .where(
-            tasks.c.status.in_(_ACTIVE),
-            tasks.c.next_poll_at <= now,
-            sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
-        )
+        .where(claimable)
         .order_by(tasks.c.next_poll_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        tasks.update()
+        .where(tasks.c.id.in_(due), claimable)
+        .values(lease_owner=owner, lease_until=now + lease_s)
+        .returning(*tasks.c)
     )
     async with engine.begin() as conn:
-        ids = list((await conn.execute(due)).scalars())
-        if not ids:
-            return []
-        await conn.execute(
-            tasks.update().where(tasks.c.id.in_(ids)).values(lease_owner=owner, lease_until=now + lease_s)
-        )
-        rows = (await conn.execute(sa.select(tasks).where(tasks.c.id.in_(ids)))).all()
-    return [_task(row) for row in rows]
+        rows = (await conn.execute(statement)).all()
+    return sorted((_task(row) for row in rows), key=lambda row: row.next_poll_at or 0.0)
 
 
 async def record_poll(

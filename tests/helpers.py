@@ -1,0 +1,175 @@
+"""Shared test helpers: a vidgate server in a subprocess, PostgreSQL discovery, MP4 checks."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+from PIL import Image
+
+PG_ADMIN_URL = os.environ.get("VIDGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(folder: Path, *, port: int, database_url: str | None = None, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    db = database_url or f"sqlite:///{folder / 'vidgate.db'}"
+    path = folder / "vidgate.toml"
+    path.write_text(
+        f'public_url = "http://127.0.0.1:{port}"\n'
+        f'database_url = "{db}"\n'
+        f'media_dir = "{folder / "media"}"\n'
+        f"{extra}\n"
+    )
+    return path
+
+
+def cli(*args: str, config: Path | None = None, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "vidgate", *args]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"vidgate {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class Server:
+    """`vidgate serve` in a subprocess on a free port."""
+
+    config: Path
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        handle = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vidgate", "serve", "--config", str(self.config), "--port", str(self.port), "--log-level", "warning"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server did not start: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the server and its whole process group (render workers included)."""
+        if self.proc is None:
+            return
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def key(self, name: str = "default", *extra: str) -> str:
+        if name not in self.keys:
+            self.keys[name] = cli("keys", "create", "--name", name, *extra, config=self.config).stdout.strip()
+        return self.keys[name]
+
+
+def png_bytes(width: int = 320, height: int = 180, color: tuple[int, int, int] = (200, 40, 90)) -> bytes:
+    image = Image.new("RGB", (width, height), color)
+    for x in range(0, width, 16):
+        for y in range(0, height, 16):
+            if (x // 16 + y // 16) % 2:
+                image.putpixel((x, y), (255, 255, 255))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Mp4Facts:
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    duration: float
+    frames: int
+    audio_codec: str | None
+
+
+def mp4_facts(data: bytes | Path) -> Mp4Facts:
+    """Open an MP4 with PyAV and report what a player would see."""
+    source: Any = io.BytesIO(data) if isinstance(data, bytes) else str(data)
+    with av.open(source) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        frames = sum(1 for _ in container.decode(video=0))
+        duration = float(container.duration / av.time_base) if container.duration else 0.0
+        return Mp4Facts(
+            codec=video.codec_context.name,
+            pix_fmt=video.codec_context.pix_fmt or "",
+            width=video.codec_context.width,
+            height=video.codec_context.height,
+            duration=duration,
+            frames=frames,
+            audio_codec=audio.codec_context.name if audio else None,
+        )
+
+
+def assert_mp4(data: bytes | Path, *, width: int, height: int, seconds: int, audio: bool = False) -> Mp4Facts:
+    facts = mp4_facts(data)
+    assert facts.codec == "h264", facts
+    assert facts.pix_fmt == "yuv420p", facts
+    assert (facts.width, facts.height) == (width, height), facts
+    assert facts.frames == seconds * 24, facts
+    assert abs(facts.duration - seconds) <= 1 / 24 + 1e-6 or abs(facts.frames / 24 - seconds) < 1e-9, facts
+    assert (facts.audio_codec == "aac") if audio else facts.audio_codec is None, facts
+    return facts
+
+
+def pg_reachable() -> bool:
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
