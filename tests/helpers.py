@@ -32,21 +32,22 @@ def write_config(folder: Path, *, port: int, database_url: str | None = None, ex
     db = database_url or f"sqlite:///{folder / 'vidgate.db'}"
     path = folder / "vidgate.toml"
     path.write_text(
-        f'public_url = "http://127.0.0.1:{port}"\n'
-        f'database_url = "{db}"\n'
-        f'media_dir = "{folder / "media"}"\n'
-        f"{extra}\n"
+        f'public_url = "http://127.0.0.1:{port}"\ndatabase_url = "{db}"\nmedia_dir = "{folder / "media"}"\n{extra}\n'
     )
     return path
 
 
-def cli(*args: str, config: Path | None = None, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, config: Path | None = None, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "vidgate", *args]
     if config is not None:
         cmd += ["--config", str(config)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
-        raise AssertionError(f"vidgate {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"vidgate {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -59,15 +60,27 @@ class Server:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     keys: dict[str, str] = field(default_factory=dict)
+    _log_handle: Any = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        handle = self.log.open("ab")
+        handle = self._log_handle = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vidgate", "serve", "--config", str(self.config), "--port", str(self.port), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "vidgate",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -90,7 +103,13 @@ class Server:
             return
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        self._closed()
+
+    def _closed(self) -> None:
         self.proc = None
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
 
     def stop(self) -> None:
         if self.proc is None:
@@ -101,7 +120,7 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-        self.proc = None
+        self._closed()
 
     def key(self, name: str = "default", *extra: str) -> str:
         if name not in self.keys:

@@ -46,7 +46,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.services = Services(
             settings=settings, db=db, http=http, registry=registry, keys=KeyRing(db), submitter=submitter, poller=poller
         )
-        log.info("vidgate %s ready: %d models on %d channels", __version__, len(registry.models()), len(registry.channels))
+        log.info(
+            "vidgate %s ready: %d models on %d channels", __version__, len(registry.models()), len(registry.channels)
+        )
         try:
             yield
         finally:

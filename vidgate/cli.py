@@ -28,6 +28,9 @@ app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 out = Console()
+if not out.is_terminal:
+    # Piped into a script or a file: do not wrap table cells at 80 columns.
+    out = Console(width=400)
 T = TypeVar("T")
 
 ConfigOpt = Annotated[
@@ -161,12 +164,22 @@ def models(config: ConfigOpt = None) -> None:
     table = Table("model", "provider", "modes", "seconds", "sizes", "default", "audio", "price (USD/s)")
     for spec in specs:
         seconds = spec.seconds
-        shown = f"{seconds[0]}-{seconds[-1]}" if len(seconds) > 4 and list(seconds) == list(range(seconds[0], seconds[-1] + 1)) else ",".join(map(str, seconds))
+        shown = (
+            f"{seconds[0]}-{seconds[-1]}"
+            if len(seconds) > 4 and list(seconds) == list(range(seconds[0], seconds[-1] + 1))
+            else ",".join(map(str, seconds))
+        )
         price = settings.prices.get(spec.name, spec.price)
         price_text = ", ".join(f"{k} {v}" for k, v in price.items()) if isinstance(price, dict) else str(price)
         table.add_row(
-            spec.name, spec.provider, ",".join(sorted(spec.modes)), shown, "; ".join(spec.allowed_sizes()),
-            spec.default_size, "yes" if spec.audio else "no", price_text,
+            spec.name,
+            spec.provider,
+            ",".join(sorted(spec.modes)),
+            shown,
+            "; ".join(spec.allowed_sizes()),
+            spec.default_size,
+            "yes" if spec.audio else "no",
+            price_text,
         )
     out.print(table)
 
@@ -177,9 +190,13 @@ def generate(
     model: Annotated[str | None, typer.Option(help="Model (default: the server's).")] = None,
     seconds: Annotated[str | None, typer.Option(help="Length in seconds.")] = None,
     size: Annotated[str | None, typer.Option(help="WxH or a tier such as 720P.")] = None,
-    image: Annotated[Path | None, typer.Option(help="First-frame image file (image-to-video).", exists=True, dir_okay=False)] = None,
+    image: Annotated[
+        Path | None, typer.Option(help="First-frame image file (image-to-video).", exists=True, dir_okay=False)
+    ] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the MP4 (default: <id>.mp4).")] = None,
-    base_url: Annotated[str, typer.Option(envvar="VIDGATE_BASE_URL", help="The gateway's /v1 base URL.")] = "http://127.0.0.1:8000/v1",
+    base_url: Annotated[
+        str, typer.Option(envvar="VIDGATE_BASE_URL", help="The gateway's /v1 base URL.")
+    ] = "http://127.0.0.1:8000/v1",
     api_key: Annotated[str | None, typer.Option(envvar="VIDGATE_API_KEY", help="API key (sk-vg-…).")] = None,
 ) -> None:
     """Submit through the OpenAI API, show progress, and download the MP4."""

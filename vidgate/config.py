@@ -135,9 +135,7 @@ def parse_settings(raw: Mapping[str, Any], environ: Mapping[str, str], source: P
     try:
         return Settings.model_validate({**data, "source": source})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{where}: {problems}") from exc
 
 

@@ -76,7 +76,9 @@ def test_size_must_be_in_the_models_list() -> None:
     assert error.param == "size" and "720x1280" in error.message and "1280x720" in error.message
 
 
-@pytest.mark.parametrize(("seconds", "ok"), [("8", True), (8, True), ("5", False), (5, False), ("4.5", False), (True, False), ("", True)])
+@pytest.mark.parametrize(
+    ("seconds", "ok"), [("8", True), (8, True), ("5", False), (5, False), ("4.5", False), (True, False), ("", True)]
+)
 def test_seconds_string_or_int(seconds: object, ok: bool) -> None:
     raw = RawCreate(prompt="p", seconds=seconds)
     if ok:
@@ -120,7 +122,9 @@ def test_modes_from_inputs(tmp_path: Path) -> None:
     i2v = build_request(RawCreate(prompt="p", input_reference=upload), LOCAL)
     assert i2v.mode == "i2v" and i2v.input("first_frame") is not None
     kf2v = build_request(
-        RawCreate(prompt="p", metadata={"first_frame_url": "https://e.com/1.png", "last_frame_url": "https://e.com/2.png"}),
+        RawCreate(
+            prompt="p", metadata={"first_frame_url": "https://e.com/1.png", "last_frame_url": "https://e.com/2.png"}
+        ),
         LOCAL,
     )
     assert kf2v.mode == "kf2v"
@@ -134,13 +138,24 @@ def test_i2v_model_without_image() -> None:
 
 
 def test_t2v_model_with_image_refused() -> None:
-    only_t2v = ModelSpec(name="t", provider="x", modes=frozenset({"t2v"}), seconds=(5,), default_seconds=5, sizes=("1280x720",), default_size="1280x720")
+    only_t2v = ModelSpec(
+        name="t",
+        provider="x",
+        modes=frozenset({"t2v"}),
+        seconds=(5,),
+        default_seconds=5,
+        sizes=("1280x720",),
+        default_size="1280x720",
+    )
     error = refused(RawCreate(prompt="p", input_reference="https://e.com/a.png"), only_t2v)
     assert error.param == "input_reference"
 
 
 def test_last_frame_needs_first() -> None:
-    assert refused(RawCreate(prompt="p", metadata={"last_frame_url": "https://e.com/2.png"})).param == "metadata.first_frame_url"
+    assert (
+        refused(RawCreate(prompt="p", metadata={"last_frame_url": "https://e.com/2.png"})).param
+        == "metadata.first_frame_url"
+    )
 
 
 def test_duplicate_first_frame_refused(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 from vidgate.engine.schedule import MAX_FAILURE_DELAY_S, MAX_POLL_INTERVAL_S, failure_delay, poll_delay
 
@@ -10,7 +11,7 @@ from vidgate.engine.schedule import MAX_FAILURE_DELAY_S, MAX_POLL_INTERVAL_S, fa
 def test_poll_delay_grows_to_cap() -> None:
     delays = [poll_delay(n, 0.25) for n in range(60)]
     assert delays[0] == 0.25
-    assert all(a <= b for a, b in zip(delays, delays[1:], strict=False))
+    assert all(a <= b for a, b in pairwise(delays))
     assert delays[-1] == MAX_POLL_INTERVAL_S
 
 

@@ -120,7 +120,12 @@ async def test_record_poll_needs_the_lease(db: AsyncEngine) -> None:
     claimed = await task_store.claim_due(db, owner="me", now=time.time(), limit=1000, lease_s=60)
     assert values["id"] in {row.id for row in claimed}
     assert not await task_store.record_poll(
-        db, task_id=values["id"], owner="someone-else", status=TaskStatus.IN_PROGRESS, progress=10, next_poll_at=time.time()
+        db,
+        task_id=values["id"],
+        owner="someone-else",
+        status=TaskStatus.IN_PROGRESS,
+        progress=10,
+        next_poll_at=time.time(),
     )
     assert await task_store.record_poll(
         db, task_id=values["id"], owner="me", status=TaskStatus.IN_PROGRESS, progress=10, next_poll_at=time.time() + 5

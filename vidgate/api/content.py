@@ -43,9 +43,13 @@ async def video_content(video_id: str, svc: ServicesDep, key: KeyDep, variant: s
     if row.status != TaskStatus.COMPLETED:
         if row.active:
             raise Conflict(f"Video '{video_id}' is {row.status.value} ({row.progress}%); its content is not ready yet.")
-        raise InvalidRequest(f"Video '{video_id}' {row.status.value}; it has no content.", param="video_id", code="video_failed")
+        raise InvalidRequest(
+            f"Video '{video_id}' {row.status.value}; it has no content.", param="video_id", code="video_failed"
+        )
     relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[variant]
     path = svc.settings.media_dir / relative if relative else None
     if path is None or not path.is_file():
         raise NotFound(f"Video '{video_id}' has no stored {variant}.", param="variant", code="content_not_found")
-    return FileResponse(path, media_type=_TYPES[variant], filename=f"{video_id}.{_EXT[variant]}", content_disposition_type="inline")
+    return FileResponse(
+        path, media_type=_TYPES[variant], filename=f"{video_id}.{_EXT[variant]}", content_disposition_type="inline"
+    )

@@ -14,12 +14,22 @@ from vidgate.errors import ClientError, InvalidRequest, RateLimited, ServiceErro
 
 log = logging.getLogger("vidgate.api")
 
-_HTTP_TYPES = {401: "invalid_request_error", 403: "permission_error", 404: "invalid_request_error", 429: "rate_limit_error"}
+_HTTP_TYPES = {
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 def openai_error(
-    status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
-    code: str | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """The OpenAI error envelope: {"error": {"message", "type", "param", "code"}}."""
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
@@ -61,7 +71,9 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 
 def unexpected_error() -> Response:
     """What a client sees for a bug: a JSON 500, never a traceback (the log has the traceback)."""
-    return openai_error(500, "The server had an error while processing your request.", type_="server_error", code="internal_error")
+    return openai_error(
+        500, "The server had an error while processing your request.", type_="server_error", code="internal_error"
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -199,8 +199,9 @@ async def read_create(request: Request, svc: ServicesDep) -> RawCreate:
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _raw_from_form(request, svc, limit)
     body = await _json_object(request)
-    raw = RawCreate(**{name: body.get(name) for name in _TEXT_FIELDS})
-    raw.input_reference = body.get("input_reference")
+    raw = RawCreate()
+    for name in (*_TEXT_FIELDS, "input_reference"):
+        setattr(raw, name, body.get(name))
     return raw
 
 

@@ -23,7 +23,13 @@ from vidgate.providers.base import MediaInput, VideoRequest
 
 FETCH_TIMEOUT_S = 20.0
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
-_IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp", "GIF": "image/gif"}
+_IMAGE_FORMATS = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "GIF": "image/gif",
+}
 
 
 async def materialize(
@@ -69,7 +75,9 @@ async def _materialize_one(
         mime = await asyncio.to_thread(check_media, stored, item)
         return replace(item, path=stored, mime=mime)
     if url.startswith(("http://", "https://")) and needs_bytes:
-        stored = await fetch(url, dest=dest, http=http, field=item.field, fetch_private=fetch_private, max_bytes=max_bytes)
+        stored = await fetch(
+            url, dest=dest, http=http, field=item.field, fetch_private=fetch_private, max_bytes=max_bytes
+        )
         mime = await asyncio.to_thread(check_media, stored, item)
         return replace(item, path=stored, mime=mime)
     if url.startswith("oss://"):
@@ -105,7 +113,9 @@ def check_media(path: Path, item: MediaInput) -> str:
             f"{item.field} is not a readable image (accepted: JPEG, PNG, WebP, BMP).", param=item.field
         ) from exc
     if kind not in _IMAGE_FORMATS:
-        raise InvalidRequest(f"{item.field}: {kind or 'this'} images are not accepted (JPEG, PNG, WebP, BMP).", param=item.field)
+        raise InvalidRequest(
+            f"{item.field}: {kind or 'this'} images are not accepted (JPEG, PNG, WebP, BMP).", param=item.field
+        )
     return _IMAGE_FORMATS[kind]
 
 
@@ -158,7 +168,13 @@ async def _refuse_private(host: str, port: int, field: str) -> None:
         raise InvalidRequest(f"{field}: cannot resolve host {host}.", param=field) from exc
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
-        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved or address.is_multicast:
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+            or address.is_multicast
+        ):
             raise InvalidRequest(
                 f"{field}: {host} resolves to a private or loopback address ({address}); vidgate does not fetch those.",
                 param=field,

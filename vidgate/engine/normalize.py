@@ -33,7 +33,7 @@ _MEDIA_KEYS: dict[str, Role] = {
 }
 _BOOL_KEYS = frozenset({"watermark", "prompt_extend", "audio", "bgm"})
 _STR_KEYS = frozenset({"negative_prompt", "template", "mode", "aspect_ratio", "movement_amplitude"})
-_SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX*×]\s*(\d{2,5})\s*$")
+_SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX*\u00d7]\s*(\d{2,5})\s*$")  # WxH, W*H, W×H
 _TIER = re.compile(r"^\s*(480|720|1080)\s*[pP]\s*$")
 
 
@@ -80,7 +80,9 @@ def parse_metadata(value: Any) -> dict[str, Any]:
 def parse_prompt(value: Any, *, required: bool = True) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
+            raise InvalidRequest(
+                "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
+            )
         return ""
     if not isinstance(value, str):
         raise InvalidRequest("prompt must be a string.", param="prompt", code="invalid_type")
@@ -94,7 +96,9 @@ def parse_seconds(value: Any, spec: ModelSpec) -> int:
     if value is None or value == "":
         return spec.default_seconds
     if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise InvalidRequest(f"seconds must be a string or integer; {spec.name} accepts {allowed}.", param="seconds", code="invalid_type")
+        raise InvalidRequest(
+            f"seconds must be a string or integer; {spec.name} accepts {allowed}.", param="seconds", code="invalid_type"
+        )
     text = str(value).strip()
     if isinstance(value, float):
         text = str(int(value)) if value.is_integer() else text
@@ -125,12 +129,16 @@ def parse_size(size: Any, resolution: Any, spec: ModelSpec) -> tuple[int, int, s
         width, height = _dims(spec.default_size)
         return width, height, tier_of(width, height)
     if not isinstance(size, str):
-        raise InvalidRequest(f"size must be a string; {spec.name} accepts: {allowed}.", param="size", code="invalid_type")
+        raise InvalidRequest(
+            f"size must be a string; {spec.name} accepts: {allowed}.", param="size", code="invalid_type"
+        )
     tier_match = _TIER.match(size)
     if tier_match:
         tier = f"{tier_match.group(1)}P"
         if tier not in spec.tiers:
-            raise InvalidRequest(f"Invalid value for 'size': '{size}'. Supported values for {spec.name} are: {allowed}.", param="size")
+            raise InvalidRequest(
+                f"Invalid value for 'size': '{size}'. Supported values for {spec.name} are: {allowed}.", param="size"
+            )
         if res_tier is not None and res_tier != tier:
             raise InvalidRequest(f"size '{size}' and resolution '{resolution}' disagree.", param="resolution")
         return (*_dims(spec.tiers[tier]), tier)
@@ -143,7 +151,9 @@ def parse_size(size: Any, resolution: Any, spec: ModelSpec) -> tuple[int, int, s
         )
     width, height = int(match.group(1)), int(match.group(2))
     if not _size_allowed(width, height, spec):
-        raise InvalidRequest(f"Invalid value for 'size': '{size}'. Supported values for {spec.name} are: {allowed}.", param="size")
+        raise InvalidRequest(
+            f"Invalid value for 'size': '{size}'. Supported values for {spec.name} are: {allowed}.", param="size"
+        )
     tier = tier_of(width, height)
     if res_tier is not None and res_tier != tier:
         raise InvalidRequest(f"size '{size}' is {tier}, but resolution says '{resolution}'.", param="resolution")
@@ -183,7 +193,7 @@ def parse_reference(value: Any) -> MediaInput | None:
     if isinstance(value, str):
         return MediaInput(role="first_frame", field="input_reference", url=_media_url(value, "input_reference"))
     raise InvalidRequest(
-        "input_reference must be an image file, a URL, a data: URI, or {\"image_url\": ...}.",
+        'input_reference must be an image file, a URL, a data: URI, or {"image_url": ...}.',
         param="input_reference",
         code="invalid_type",
     )
@@ -259,7 +269,9 @@ def _inputs(reference: MediaInput | None, metadata: Mapping[str, Any]) -> list[M
 def _mode(inputs: list[MediaInput], spec: ModelSpec) -> Mode:
     roles = {item.role for item in inputs}
     if "last_frame" in roles and "first_frame" not in roles:
-        raise InvalidRequest("A last frame needs a first frame (metadata.first_frame_url).", param="metadata.first_frame_url")
+        raise InvalidRequest(
+            "A last frame needs a first frame (metadata.first_frame_url).", param="metadata.first_frame_url"
+        )
     mode: Mode = "kf2v" if "last_frame" in roles else "i2v" if "first_frame" in roles else "t2v"
     if mode in spec.modes:
         return mode
@@ -270,7 +282,10 @@ def _mode(inputs: list[MediaInput], spec: ModelSpec) -> Mode:
             param="input_reference",
         )
     param = "metadata.last_frame_url" if mode == "kf2v" else next(i.field for i in inputs if i.role == "first_frame")
-    raise InvalidRequest(f"{spec.name} does not take {'a last frame' if mode == 'kf2v' else 'an input image'} (modes: {modes}).", param=param)
+    raise InvalidRequest(
+        f"{spec.name} does not take {'a last frame' if mode == 'kf2v' else 'an input image'} (modes: {modes}).",
+        param=param,
+    )
 
 
 def _extras(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -285,7 +300,9 @@ def _extras(metadata: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidRequest(f"{param} must be a string.", param=param, code="invalid_type")
         if key == "seed" and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31 - 1):
             raise InvalidRequest(f"{param} must be an integer from 0 to 2147483647.", param=param)
-        if key == "cfg_scale" and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1):
+        if key == "cfg_scale" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
+        ):
             raise InvalidRequest(f"{param} must be a number from 0 to 1.", param=param)
         if key == "camera_control" and not isinstance(value, Mapping):
             raise InvalidRequest(f"{param} must be an object.", param=param, code="invalid_type")

@@ -32,7 +32,8 @@ from vidgate.store.tasks import TaskRow
 log = logging.getLogger("vidgate.poller")
 
 BATCH = 100
-LEASE_S = 60.0
+# A claim lapses this long after its holder stops renewing it (a crashed replica's rows come back soon).
+LEASE_S = 10.0
 MAX_IDLE_SLEEP_S = 1.0
 GLOBAL_CONCURRENCY = 64
 PER_CHANNEL_CONCURRENCY = 16
@@ -121,17 +122,29 @@ class Poller:
         return max(0.0, min(MAX_IDLE_SLEEP_S, due - time.time()))
 
     async def _guarded(self, row: TaskRow) -> None:
-        async with self._slots, self._channel_slots[row.channel]:
-            try:
+        # Renew the claim from the start: waiting for a channel slot must not let it lapse.
+        heartbeat = asyncio.create_task(self._hold(row.id))
+        try:
+            async with self._slots, self._channel_slots[row.channel]:
                 await self.advance(row)
-            except Exception as exc:
-                log.exception("advancing %s failed", row.id)
-                await task_store.record_poll_failure(
-                    self._db, task_id=row.id, owner=self.owner, error=repr(exc),
-                    next_poll_at=time.time() + failure_delay(row.poll_failures + 1),
-                )
+        except Exception as exc:
+            log.exception("advancing %s failed", row.id)
+            await task_store.record_poll_failure(
+                self._db,
+                task_id=row.id,
+                owner=self.owner,
+                error=repr(exc),
+                next_poll_at=time.time() + failure_delay(row.poll_failures + 1),
+            )
+        finally:
+            heartbeat.cancel()
         # A finished read may have made others due sooner than the loop's sleep.
         self._wake.set()
+
+    async def _hold(self, task_id: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            await task_store.extend_lease(self._db, task_id=task_id, owner=self.owner, until=time.time() + LEASE_S)
 
     async def advance(self, row: TaskRow) -> None:
         """One step for one claimed task: deadline, (re)submit, read, and finish if it is done."""
@@ -164,7 +177,11 @@ class Poller:
             value = row.progress if progress.progress is None else max(row.progress, min(99, progress.progress))
             spec = self._registry.spec(row.model)
             await task_store.record_poll(
-                self._db, task_id=row.id, owner=self.owner, status=status, progress=value,
+                self._db,
+                task_id=row.id,
+                owner=self.owner,
+                status=status,
+                progress=value,
                 next_poll_at=time.time() + poll_delay(row.polls, spec.poll_hint_ms / 1000.0),
             )
 
@@ -215,19 +232,28 @@ class Poller:
         if not won:
             # Cancelled or deleted while we downloaded: the files belong to nobody.
             shutil.rmtree(folder, ignore_errors=True)
+        await provider.release(row.upstream_id or "", creds)
 
     async def _fail(self, row: TaskRow, code: str, message: str, *, status: TaskStatus = TaskStatus.FAILED) -> None:
         await task_store.finish(
             self._db, task_id=row.id, status=status, values={"error_code": code, "error_message": message[:2000]}
         )
-        if row.upstream_id and code == "deadline_exceeded":
+        if not row.upstream_id:
+            return
+        provider, creds = self._registry.provider(row.provider), Credentials.from_json(row.credentials)
+        if code == "deadline_exceeded":
+            # Stop the upstream spending on a video nobody will take.
             with contextlib.suppress(ProviderError):
-                await self._registry.provider(row.provider).cancel(row.upstream_id, Credentials.from_json(row.credentials))
+                await provider.cancel(row.upstream_id, creds)
+        await provider.release(row.upstream_id, creds)
 
     async def _retry_later(self, row: TaskRow, error: str) -> None:
         log.info("task %s: %s; retrying later", row.id, error)
         await task_store.record_poll_failure(
-            self._db, task_id=row.id, owner=self.owner, error=error,
+            self._db,
+            task_id=row.id,
+            owner=self.owner,
+            error=error,
             next_poll_at=time.time() + failure_delay(row.poll_failures + 1),
         )
 
@@ -239,5 +265,3 @@ def _previews(video: Path, thumbnail: Path, sprites: Path) -> None:
             make(str(video), str(out))
         except (media.MediaError, OSError):
             log.warning("could not make %s for %s", out.name, video)
-
-

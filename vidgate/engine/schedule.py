@@ -19,7 +19,7 @@ def failure_delay(failures: int, rng: random.Random | None = None) -> float:
     """Seconds until the next read after `failures` consecutive failed reads, with full jitter."""
     ceiling = min(MAX_FAILURE_DELAY_S, 1.0 * (2 ** min(failures, 10)))
     jitter = (rng or random).uniform(0.5, 1.0)
-    return ceiling * jitter
+    return float(ceiling * jitter)
 
 
 def submit_grace_s() -> float:

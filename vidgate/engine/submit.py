@@ -96,7 +96,9 @@ class Submitter:
             raise NotFound(f"No video found with id '{source_id}'.", param="video_id", code="video_not_found")
         spec = self._registry.spec(source.model)
         if not spec.remix:
-            raise InvalidRequest(f"{source.model} does not support remix.", param="video_id", code="remix_not_supported")
+            raise InvalidRequest(
+                f"{source.model} does not support remix.", param="video_id", code="remix_not_supported"
+            )
         if not key.may_use(source.model):
             raise PermissionDenied(f"This key may not use the model '{source.model}'.", param="model")
         if source.status != TaskStatus.COMPLETED:
@@ -193,7 +195,9 @@ class Submitter:
                 errors.append(f"{channel.name}: {exc}")
                 continue
             except UpstreamRejected as exc:
-                raise InvalidRequest(f"The upstream rejected the request: {exc}", param=exc.param, code=exc.code or "upstream_rejected") from exc
+                raise InvalidRequest(
+                    f"The upstream rejected the request: {exc}", param=exc.param, code=exc.code or "upstream_rejected"
+                ) from exc
             except NotSupported as exc:
                 raise InvalidRequest(str(exc), param="video_id") from exc
             await task_store.mark_submitted(
@@ -217,6 +221,7 @@ class Submitter:
                     await provider.cancel(row.upstream_id, Credentials.from_json(row.credentials))
                 except (NotSupported, UpstreamTransient, UpstreamRejected) as exc:
                     log.info("cancel of %s upstream: %s", row.id, exc)
+                await provider.release(row.upstream_id, Credentials.from_json(row.credentials))
             await task_store.finish(
                 self._db,
                 task_id=row.id,

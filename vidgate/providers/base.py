@@ -106,9 +106,7 @@ class VideoRequest:
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe form, kept on the task row so a restart can resubmit and remix can reuse it."""
         data = asdict(self)
-        data["inputs"] = [
-            {**asdict(item), "path": str(item.path) if item.path else None} for item in self.inputs
-        ]
+        data["inputs"] = [{**asdict(item), "path": str(item.path) if item.path else None} for item in self.inputs]
         return data
 
     @classmethod
@@ -141,7 +139,9 @@ class Credentials:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Credentials:
-        return cls(**{key: str(data.get(key, "")) for key in ("channel", "base_url", "api_key", "access_key", "secret_key")})
+        return cls(
+            **{key: str(data.get(key, "")) for key in ("channel", "base_url", "api_key", "access_key", "secret_key")}
+        )
 
 
 UpstreamState = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
@@ -196,15 +196,16 @@ class Provider(ABC):
         """Cancel the upstream task."""
         raise NotSupported(f"{self.name} cannot cancel tasks")
 
-    async def remix(
-        self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str
-    ) -> Submitted:
+    async def remix(self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         """Create a remix of a finished upstream task."""
         raise NotSupported(f"{self.name} cannot remix videos")
 
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
         """Store the finished video at `dest` (adapters with an HTTP client override this)."""
         raise NotSupported(f"{self.name} has no download")
+
+    async def release(self, upstream_id: str, creds: Credentials) -> None:  # noqa: B027 - optional hook
+        """The task is over and its result stored: free whatever the provider keeps for it."""
 
     async def start(self, notify: Notify) -> None:  # noqa: B027 - optional hook
         """Called once when the app starts; `notify(upstream_id)` wakes the poller."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,7 @@ class LocalProvider(Provider):
         self._launch(task_id, job)
         return Submitted(upstream_id=task_id, progress=Progress(state="queued", progress=0))
 
-    async def remix(
-        self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str
-    ) -> Submitted:
+    async def remix(self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         # The engine hands in the source's request with the new prompt: same size, length, seed, inputs.
         return await self.submit(req, creds, task_id=task_id)
 
@@ -139,10 +138,18 @@ class LocalProvider(Provider):
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
         if result.video_path is None:
             raise UpstreamTransient("local render reported no file")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(shutil.move, str(result.video_path), str(dest))
-        task_id = result.video_path.stem
-        for path in (self._job_path(task_id), self._progress_path(task_id), self._cancel_path(task_id)):
+        # Link, not move: until the task row says completed, the render must still be findable here.
+        await asyncio.to_thread(_link_or_copy, result.video_path, dest)
+
+    async def release(self, upstream_id: str, creds: Credentials) -> None:
+        paths = (
+            self._job_path(upstream_id),
+            self._progress_path(upstream_id),
+            self._cancel_path(upstream_id),
+            self._error_path(upstream_id),
+            self._out_path(upstream_id),
+        )
+        for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -161,7 +168,7 @@ class LocalProvider(Provider):
             str(self._error_path(task_id)),
         )
         self._running[task_id] = future
-        future.add_done_callback(lambda done, tid=task_id: self._finished(tid, done))
+        future.add_done_callback(partial(self._finished, task_id))
 
     def _finished(self, task_id: str, future: Future[None]) -> None:
         # Runs in the executor's thread: hop to the loop before touching anything.
@@ -186,7 +193,9 @@ class LocalProvider(Provider):
         old, self._pool = self._pool, None
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
-        self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=multiprocessing.get_context("forkserver"))
+        self._pool = ProcessPoolExecutor(
+            max_workers=self._workers, mp_context=multiprocessing.get_context("forkserver")
+        )
 
     def _job_path(self, task_id: str) -> Path:
         return self._jobs_dir / f"{task_id}.json"
@@ -219,6 +228,18 @@ def _job(req: VideoRequest, *, out: Path) -> dict[str, Any]:
         "audio_path": str(audio.path) if audio and audio.path else None,
     }
     return {"spec": spec, "out": str(out)}
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copyfile(source, partial)
+    os.replace(partial, dest)
 
 
 def _read_progress(path: Path) -> tuple[int, int]:

@@ -129,9 +129,7 @@ def _factory(path: str) -> ProviderFactory:
     return factory
 
 
-def build_registry(
-    settings: Settings, http: httpx.AsyncClient, factories: Mapping[str, str] | None = None
-) -> Registry:
+def build_registry(settings: Settings, http: httpx.AsyncClient, factories: Mapping[str, str] | None = None) -> Registry:
     """Instantiate the providers the configuration uses, and its channels (plus local when enabled)."""
     table = dict(DEFAULT_PROVIDERS if factories is None else factories)
     channels = [Channel.from_config(config) for config in settings.channels]

@@ -96,7 +96,7 @@ def _font(size: int) -> Font:
 
 
 def _draw_band(lines: list[str], font: Font, width: int, height: int, line_height: int, pad: int) -> Image.Image:
-    band = Image.fromarray(_band_alpha(width, height, pad), "RGBA")
+    band = Image.fromarray(_band_alpha(width, height, pad))
     draw = ImageDraw.Draw(band)
     stroke = max(1, line_height // 16)
     top = (height - len(lines) * line_height) // 2

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from vidgate.render.caption import caption_overlay
 from vidgate.render.spec import RenderSpec, rng_for
@@ -27,11 +26,13 @@ from vidgate.render.yuv import (
     rgb_color_to_yuv,
     rgb_to_yuv,
     to_alpha256,
-    to_planes,
     to_u8,
+    to_u16,
 )
 
 RGB = tuple[float, float, float]
+# An orb is a wide soft halo with a small, whiter core this fraction of its size.
+_CORE = 0.3
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class _Orb:
     alpha: float
     pulse_period: float
     pulse_phase: float
-    color: tuple[float, float, float]
+    color: tuple[float, float, float]  # Y'CbCr of the halo
+    core: tuple[float, float, float]  # Y'CbCr of the small bright centre
 
     def at(self, t: float) -> tuple[float, float, float]:
         """Centre x, centre y and alpha at time t seconds."""
@@ -84,6 +86,24 @@ class _Strip:
         return self.y[..., offset : offset + width], chroma[..., offset // 2 : offset // 2 + width // 2]
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """A vertical gradient: one video-range Y'CbCr colour per frame row, each component shaped (height,)."""
+
+    y: F32
+    u: F32
+    v: F32
+
+    def mix(self, other: _Rows, rows: slice, cover: F32) -> tuple[F32, F32, F32]:
+        """self over `rows`, blended towards `other` by a (rows, columns) coverage in 0..1."""
+
+        def one(a: F32, b: F32) -> F32:
+            out: F32 = a[rows, None] + (b[rows, None] - a[rows, None]) * cover
+            return out
+
+        return one(self.y, other.y), one(self.u, other.u), one(self.v, other.v)
+
+
 class TextScene:
     """Draws t2v frames for one spec."""
 
@@ -96,17 +116,23 @@ class TextScene:
         speed = max(1, round(spec.width / 1280))
         far_ridge = _ridge(rng, spec, base=0.6, amp=0.05, length=spec.width + speed * frames + 2)
         near_ridge = _ridge(rng, spec, base=0.71, amp=0.065, length=spec.width + 2 * speed * frames + 2)
+        # Only rows top..bottom ever change; the sky above and the ground below are static.
         self._top = _even_floor(float(far_ridge.min()))
         self._near_top = _even_floor(float(near_ridge.min()))
         self._bottom = min(spec.height, _even_ceil(float(near_ridge.max()) + 1))
         horizon = float(far_ridge.mean())
-        sky = _row_gradient(spec.height, (0.0, 0.55 * horizon, horizon), palette.sky)
-        near_fill = _row_gradient(spec.height, (self._near_top, spec.height), palette.near)
-        far_fill = _row_gradient(spec.height, (self._top, spec.height), palette.far)
+        sky = _gradient(spec.height, (0.0, 0.55 * horizon, horizon), palette.sky)
+        far_fill = _gradient(spec.height, (self._top, spec.height), palette.far)
+        near_fill = _gradient(spec.height, (self._near_top, spec.height), palette.near)
         self._background = self._static_layer(rng, sky, near_fill)
         self._far = self._far_strip(sky, far_fill, far_ridge, speed)
         self._near = self._near_strip(near_ridge, 2 * speed)
-        self._near_color = _rows_yuv(near_fill[self._near_top : self._bottom])
+        rows = slice(self._near_top, self._bottom)
+        self._near_color = (
+            to_u16(near_fill.y[rows]),
+            to_u16(_pairs(near_fill.u[rows])),
+            to_u16(_pairs(near_fill.v[rows])),
+        )
         self._orbs = _orbs(rng, palette, spec)
         self._caption = caption_overlay(spec.prompt, spec.width, spec.height)
 
@@ -118,6 +144,7 @@ class TextScene:
         for orb in self._orbs:
             x, y, alpha = orb.at(t)
             blend_blob(out, x, y, orb.sigma, alpha, orb.color)
+            blend_blob(out, x, y, orb.sigma * _CORE, min(1.0, alpha * 1.15), orb.core)
         if self._caption is not None:
             self._caption.apply(out)
 
@@ -133,28 +160,39 @@ class TextScene:
         _blend_rows(out.u[near_top // 2 : bottom // 2], alpha_c, nu)
         _blend_rows(out.v[near_top // 2 : bottom // 2], alpha_c, nv)
 
-    def _static_layer(self, rng: np.random.Generator, sky: F32, near_fill: F32) -> Planes:
-        # Rows top..bottom are redrawn from the strips every frame; only sky and ground stay.
-        rgb = np.empty((self._height, self._width, 3), dtype=np.float32)
-        rgb[:] = sky[:, None, :]
-        _add_stars(rgb, rng, self._top)
-        rgb[self._bottom :] = near_fill[self._bottom :, None, :]
-        return to_planes(rgb_to_yuv(rgb))
+    def _static_layer(self, rng: np.random.Generator, sky: _Rows, ground: _Rows) -> Planes:
+        # Sky above `bottom`, ground below; the rows between are redrawn from the strips every frame.
+        below = np.arange(self._height) >= self._bottom
+        y, u, v = (np.where(below, g, s) for s, g in ((sky.y, ground.y), (sky.u, ground.u), (sky.v, ground.v)))
+        luma = np.repeat(to_u8(y)[:, None], self._width, axis=1)
+        _add_stars(luma, rng, self._top)
+        half = self._width // 2
+        return Planes(
+            luma, np.repeat(to_u8(_pairs(u))[:, None], half, axis=1), np.repeat(to_u8(_pairs(v))[:, None], half, axis=1)
+        )
 
-    def _far_strip(self, sky: F32, far_fill: F32, ridge: F32, speed: int) -> _Strip:
-        top, bottom = self._top, self._bottom
-        rows = np.arange(top, bottom, dtype=np.float32)[:, None]
-        # Fraction of each pixel below the outline: an anti-aliased edge for free.
-        cover = np.clip(rows + 1.0 - ridge[None, :], 0.0, 1.0)[..., None]
-        rgb = sky[top:bottom, None, :] * (1.0 - cover) + far_fill[top:bottom, None, :] * cover
-        yuv = rgb_to_yuv(rgb)
-        chroma = [np.stack([to_u8(halve(yuv.u, phase)), to_u8(halve(yuv.v, phase))]) for phase in (0, 1)]
-        return _Strip(to_u8(yuv.y), chroma[0], chroma[1], speed)
+    def _far_strip(self, sky: _Rows, fill: _Rows, ridge: F32, speed: int) -> _Strip:
+        rows = slice(self._top, self._bottom)
+        y, u, v = sky.mix(fill, rows, _coverage(rows, ridge))
+        chroma = [np.stack([to_u8(halve(u, phase)), to_u8(halve(v, phase))]) for phase in (0, 1)]
+        return _Strip(to_u8(y), chroma[0], chroma[1], speed)
 
     def _near_strip(self, ridge: F32, speed: int) -> _Strip:
-        rows = np.arange(self._near_top, self._bottom, dtype=np.float32)[:, None]
-        cover = np.clip(rows + 1.0 - ridge[None, :], 0.0, 1.0)
+        cover = _coverage(slice(self._near_top, self._bottom), ridge)
         return _Strip(to_alpha256(cover), to_alpha256(halve(cover, 0)), to_alpha256(halve(cover, 1)), speed)
+
+
+def _coverage(rows: slice, ridge: F32) -> F32:
+    # The fraction of each pixel below the outline: an anti-aliased edge for free.
+    centres = np.arange(rows.start, rows.stop, dtype=np.float32)[:, None]
+    cover: F32 = np.clip(centres + 1.0 - ridge[None, :], 0.0, 1.0)
+    return cover
+
+
+def _pairs(a: F32) -> F32:
+    # Per-row values for chroma rows, which each cover two luma rows.
+    out: F32 = a.reshape(-1, 2).mean(axis=1)
+    return out
 
 
 def _blend_rows(region: U8, alpha: U8 | U16, color: U16) -> None:
@@ -182,24 +220,12 @@ def _palette(rng: np.random.Generator) -> _Palette:
     )
 
 
-def _row_gradient(height: int, positions: tuple[float, ...], colors: tuple[RGB, ...]) -> F32:
-    """Per-row RGB (height, 3): `colors` at row `positions`, linear between, held beyond the ends."""
+def _gradient(height: int, positions: tuple[float, ...], colors: tuple[RGB, ...]) -> _Rows:
+    """`colors` at row `positions`, linear between and held beyond the ends."""
     rows = np.arange(height, dtype=np.float64) + 0.5
-    channels = [np.interp(rows, positions, [color[c] for color in colors]) for c in range(3)]
-    out: F32 = np.stack(channels, axis=1).astype(np.float32)
-    return out
-
-
-def _rows_yuv(rgb_rows: F32) -> tuple[U16, U16, U16]:
-    # One colour per luma row; chroma rows average row pairs like the 4:2:0 planes do.
-    yuv = rgb_to_yuv(rgb_rows)
-    u = yuv.u.reshape(-1, 2).mean(axis=1)
-    v = yuv.v.reshape(-1, 2).mean(axis=1)
-    return _rint16(yuv.y), _rint16(u), _rint16(v)
-
-
-def _rint16(a: npt.NDArray[np.floating]) -> U16:
-    return np.rint(a).astype(np.uint16)
+    rgb = np.stack([np.interp(rows, positions, [color[c] for color in colors]) for c in range(3)], axis=1)
+    yuv = rgb_to_yuv(rgb)
+    return _Rows(yuv.y, yuv.u, yuv.v)
 
 
 def _ridge(rng: np.random.Generator, spec: RenderSpec, *, base: float, amp: float, length: int) -> F32:
@@ -214,16 +240,17 @@ def _ridge(rng: np.random.Generator, spec: RenderSpec, *, base: float, amp: floa
     return ridge
 
 
-def _add_stars(rgb: F32, rng: np.random.Generator, horizon: int) -> None:
-    height, width = rgb.shape[:2]
+def _add_stars(luma: U8, rng: np.random.Generator, horizon: int) -> None:
+    height, width = luma.shape
     count = width * height // 4000
     if horizon < 4 or count == 0:
         return
     ys = (rng.random(count) ** 1.6 * horizon * 0.8).astype(np.intp)
     xs = rng.integers(0, width, count)
-    # Fainter towards the horizon, where the sky is bright anyway.
-    strength = (rng.uniform(0.25, 0.8, count) * (1.0 - ys / horizon)).astype(np.float32)[:, None]
-    rgb[ys, xs] = rgb[ys, xs] * (1.0 - strength) + 255.0 * strength
+    # Fainter towards the horizon, where the sky is bright anyway. Luma only: a star takes the sky's tint.
+    strength = rng.uniform(0.25, 0.8, count) * (1.0 - ys / horizon)
+    base = luma[ys, xs].astype(np.float64)
+    luma[ys, xs] = to_u8(base + (235.0 - base) * strength)
 
 
 def _orbs(rng: np.random.Generator, palette: _Palette, spec: RenderSpec) -> list[_Orb]:
@@ -248,6 +275,7 @@ def _orbs(rng: np.random.Generator, palette: _Palette, spec: RenderSpec) -> list
                 pulse_period=float(rng.uniform(2, 5)),
                 pulse_phase=float(rng.uniform(0, 2 * math.pi)),
                 color=rgb_color_to_yuv((r, g, b)),
+                core=rgb_color_to_yuv((0.35 * r + 0.65, 0.35 * g + 0.65, 0.35 * b + 0.65)),
             )
         )
     return orbs

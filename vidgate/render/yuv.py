@@ -21,6 +21,8 @@ _KR, _KB = 0.2126, 0.0722
 _KG = 1.0 - _KR - _KB
 # How far a Gaussian blob is drawn, in sigmas: beyond this its alpha is below one 8-bit step.
 _BLOB_REACH = 3.3
+# Premultiplied values are colour * alpha256; capping them here keeps (out * keep + pre) within uint16.
+_PRE_MAX = 255 * 256
 
 
 @dataclass(frozen=True)
@@ -69,17 +71,20 @@ def halve(a: F32, phase: int = 0) -> F32:
 
 def to_u8(a: npt.NDArray[np.floating]) -> U8:
     """Round and clip a float array to uint8."""
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    out: U8 = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return out
 
 
-def to_planes(yuv: YuvFloat) -> Planes:
-    """Quantise full-resolution float Y'CbCr to a 4:2:0 frame (chroma averaged over 2x2 blocks)."""
-    return Planes(to_u8(yuv.y), to_u8(halve(yuv.u)), to_u8(halve(yuv.v)))
+def to_u16(a: npt.NDArray[np.floating], high: int = 255) -> U16:
+    """Round and clip a float array to uint16 values in 0..high."""
+    out: U16 = np.clip(np.rint(a), 0, high).astype(np.uint16)
+    return out
 
 
 def to_alpha256(alpha: npt.NDArray[np.floating]) -> U16:
     """Scale a 0..1 alpha array to the 0..256 integer weights the blends use."""
-    return np.clip(np.rint(alpha * 256.0), 0, 256).astype(np.uint16)
+    out: U16 = np.clip(np.rint(alpha * 256.0), 0, 256).astype(np.uint16)
+    return out
 
 
 def copy_planes(src: Planes, dst: Planes) -> None:
@@ -130,10 +135,10 @@ def make_overlay(rgba: U8, top: int, left: int) -> Overlay:
         top=top,
         left=left,
         y_keep=(256 - to_alpha256(alpha)).astype(np.uint16),
-        y_pre=_pre(yuv.y * a256),
+        y_pre=to_u16(yuv.y * a256, _PRE_MAX),
         c_keep=(256 - to_alpha256(halve(alpha))).astype(np.uint16),
-        u_pre=_pre(halve(yuv.u * a256)),
-        v_pre=_pre(halve(yuv.v * a256)),
+        u_pre=to_u16(halve(yuv.u * a256), _PRE_MAX),
+        v_pre=to_u16(halve(yuv.v * a256), _PRE_MAX),
     )
 
 
@@ -155,9 +160,7 @@ def blend_blob(
     blend_const(frame.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2], chroma_alpha, color[2])
 
 
-def _gaussian_patch(
-    x0: int, x1: int, y0: int, y1: int, cx: float, cy: float, sigma: float, alpha: float
-) -> U16:
+def _gaussian_patch(x0: int, x1: int, y0: int, y1: int, cx: float, cy: float, sigma: float, alpha: float) -> U16:
     # A 2-D Gaussian is the outer product of two 1-D ones: two short exp() calls instead of w*h.
     scale = np.float32(-0.5 / (sigma * sigma))
     gx = np.exp(np.square(np.arange(x0, x1, dtype=np.float32) + np.float32(0.5 - cx)) * scale)
@@ -177,7 +180,3 @@ def _apply(region: U8, keep: U16, pre: U16) -> None:
     acc += pre
     acc >>= 8
     np.copyto(region, acc, casting="unsafe")
-
-
-def _pre(a: F32) -> U16:
-    return np.clip(np.rint(a), 0, 255 * 256).astype(np.uint16)

@@ -139,9 +139,7 @@ async def mark_submitted(
     return bool(result.rowcount)
 
 
-async def claim_due(
-    engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float
-) -> list[TaskRow]:
+async def claim_due(engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float) -> list[TaskRow]:
     """Lease up to `limit` active tasks whose next poll is due and whose lease is free or expired.
 
     One UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) … RETURNING: on PostgreSQL replicas skip
@@ -169,6 +167,15 @@ async def claim_due(
     async with engine.begin() as conn:
         rows = (await conn.execute(statement)).all()
     return sorted((_task(row) for row in rows), key=lambda row: row.next_poll_at or 0.0)
+
+
+async def extend_lease(engine: AsyncEngine, *, task_id: str, owner: str, until: float) -> bool:
+    """Keep holding a claimed row while its work (a long download) goes on."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            tasks.update().where(tasks.c.id == task_id, tasks.c.lease_owner == owner).values(lease_until=until)
+        )
+    return bool(result.rowcount)
 
 
 async def record_poll(
@@ -267,7 +274,8 @@ async def next_due(engine: AsyncEngine) -> float | None:
     """When the earliest active task is due, for the poller's sleep."""
     query = sa.select(sa.func.min(tasks.c.next_poll_at)).where(tasks.c.status.in_(_ACTIVE))
     async with engine.connect() as conn:
-        return (await conn.execute(query)).scalar()
+        due = (await conn.execute(query)).scalar()
+    return float(due) if due is not None else None
 
 
 async def count_by_status(engine: AsyncEngine) -> dict[str, int]:

@@ -32,9 +32,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "tasks",
-        sa.Column(
-            "seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(40), nullable=False, unique=True),
         sa.Column("key_id", sa.String(32), nullable=False),
         sa.Column("model", sa.String(100), nullable=False),

@@ -1,0 +1,98 @@
+"""The CLI contract: keys create|list|revoke, models, generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import Server, assert_mp4, cli, png_bytes
+
+
+def test_keys_create_prints_only_the_key_and_revoke_works(server: Server) -> None:
+    result = cli("keys", "create", "--name", "cli-test", "--rpm", "100", config=server.config)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sk-vg-")
+    key = lines[0]
+    assert httpx.get(f"{server.url}/v1/videos", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    listing = cli("keys", "list", config=server.config).stdout
+    assert "cli-test" in listing and key not in listing
+    key_id = next(line.split()[1] for line in listing.splitlines() if "cli-test" in line)
+    assert key_id.startswith("key_")
+    cli("keys", "revoke", key_id, config=server.config)
+    assert "revoked" in cli("keys", "list", config=server.config).stdout
+    # The server trusts a cached lookup for a few seconds at most.
+    import time
+
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/v1/videos", headers={"Authorization": f"Bearer {key}"}).status_code != 401:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert cli("keys", "revoke", key_id, config=server.config, check=False).returncode == 1
+
+
+def test_models_lists_local(server: Server) -> None:
+    text = cli("models", config=server.config).stdout
+    assert "vidgate-local" in text and "local" in text and "1-20" in text
+
+
+def test_generate_writes_the_mp4(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "fox.mp4"
+    result = cli(
+        "generate",
+        "a fox",
+        "--seconds",
+        "1",
+        "--size",
+        "160x96",
+        "--out",
+        str(out),
+        "--base-url",
+        f"{server.url}/v1",
+        "--api-key",
+        server.key("gen"),
+    )
+    assert result.stdout.strip() == str(out)
+    assert_mp4(out, width=160, height=96, seconds=1)
+    image = tmp_path / "first.png"
+    image.write_bytes(png_bytes(200, 120))
+    out2 = tmp_path / "i2v.mp4"
+    cli(
+        "generate",
+        "pan",
+        "--seconds",
+        "1",
+        "--size",
+        "128x128",
+        "--image",
+        str(image),
+        "--out",
+        str(out2),
+        "--base-url",
+        f"{server.url}/v1",
+        "--api-key",
+        server.key("gen"),
+    )
+    assert_mp4(out2, width=128, height=128, seconds=1)
+
+
+def test_generate_reports_refusals(server: Server, tmp_path: Path) -> None:
+    result = cli(
+        "generate",
+        "x",
+        "--seconds",
+        "99",
+        "--base-url",
+        f"{server.url}/v1",
+        "--api-key",
+        server.key("gen"),
+        check=False,
+    )
+    assert result.returncode == 1 and "seconds" in result.stderr
+
+
+def test_missing_env_in_config_is_a_clear_startup_error(tmp_path: Path) -> None:
+    config = tmp_path / "v.toml"
+    config.write_text('secret = "${VIDGATE_TEST_UNSET_SECRET}"\n')
+    result = cli("keys", "list", config=config, check=False)
+    assert result.returncode == 2 and "VIDGATE_TEST_UNSET_SECRET" in result.stderr

@@ -1,0 +1,166 @@
+"""Facts about stored videos and the preview images made from them. All functions are synchronous."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from av.container import InputContainer
+from av.video.stream import VideoStream
+from PIL import Image
+
+THUMBNAIL_MAX_SIDE = 640
+SPRITE_TILE_MAX_SIDE = 256
+SPRITE_COLUMNS = 4
+SPRITE_TILES = 12
+_THUMBNAIL_AT = 1 / 3
+# Seek rather than decode forward when the next wanted frame is further ahead than this.
+_SEEK_GAP_SECONDS = 4.0
+
+
+class MediaError(Exception):
+    """The file is missing or is not a readable video."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a video file holds."""
+
+    duration: float
+    width: int
+    height: int
+    video_codec: str
+    pix_fmt: str
+    has_audio: bool
+    audio_codec: str | None
+    fps: float
+
+
+def probe(path: str) -> Probe:
+    """Read the duration, picture format and streams of the video at `path`."""
+    with _open(path) as container:
+        video = _video_stream(container, path)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        context = video.codec_context
+        return Probe(
+            duration=_duration(container, video, path),
+            width=context.width,
+            height=context.height,
+            video_codec=context.name,
+            pix_fmt=context.pix_fmt or "",
+            has_audio=audio is not None,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            fps=float(video.average_rate or video.guessed_rate or 0),
+        )
+
+
+def make_thumbnail(video_path: str, out_path: str) -> None:
+    """Write a WebP of the frame a third of the way in, longest side at most 640 px."""
+    info = probe(video_path)
+    (frame,) = _frames_at(video_path, [info.duration * _THUMBNAIL_AT])
+    frame.thumbnail((THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE), Image.Resampling.LANCZOS)
+    _save(frame, out_path, "WEBP", quality=82, method=4)
+
+
+def make_spritesheet(video_path: str, out_path: str) -> None:
+    """Write a JPEG grid (4 columns) of up to 12 evenly spaced frames, each tile's longest side at most 256 px."""
+    info = probe(video_path)
+    count = max(1, min(SPRITE_TILES, math.floor(info.duration * info.fps) if info.fps else SPRITE_TILES))
+    # The middle of each of `count` equal slices, so the first and last tiles are not black fades.
+    times = [info.duration * (index + 0.5) / count for index in range(count)]
+    tiles = _frames_at(video_path, times)
+    for tile in tiles:
+        tile.thumbnail((SPRITE_TILE_MAX_SIDE, SPRITE_TILE_MAX_SIDE), Image.Resampling.LANCZOS)
+    _save(_grid(tiles), out_path, "JPEG", quality=80, optimize=True)
+
+
+def _grid(tiles: list[Image.Image]) -> Image.Image:
+    columns = min(SPRITE_COLUMNS, len(tiles))
+    rows = math.ceil(len(tiles) / columns)
+    tile_w, tile_h = tiles[0].size
+    sheet = Image.new("RGB", (columns * tile_w, rows * tile_h))
+    for index, tile in enumerate(tiles):
+        sheet.paste(tile, ((index % columns) * tile_w, (index // columns) * tile_h))
+    return sheet
+
+
+def _frames_at(path: str, times: list[float]) -> list[Image.Image]:
+    """The first frame at or after each of the ascending `times` (seconds from the start), as RGB images."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        try:
+            return list(_collect(container, stream, times))
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot decode the video in {path}: {exc}") from exc
+
+
+def _collect(container: InputContainer, stream: VideoStream, times: list[float]) -> Iterator[Image.Image]:
+    time_base = stream.time_base or Fraction(1, av.time_base)
+    # Frame times count from the stream's start time, which is not always zero.
+    start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
+    # Half a frame of slack so float rounding never skips the frame that starts at a target.
+    slack = 0.5 / float(stream.average_rate or 24)
+    frames: Iterator[av.VideoFrame] = iter(())
+    position = -math.inf
+    last: av.VideoFrame | None = None
+    for target in (start + t for t in times):
+        if target - position > _SEEK_GAP_SECONDS:
+            # Seek to the keyframe before the target, then decode forward to it.
+            container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+        while last is None or position < target - slack:
+            frame = next(frames, None)
+            if frame is None:
+                break
+            last = frame
+            position = frame.time if frame.time is not None else position
+        if last is None:
+            raise MediaError("the video has no decodable frames")
+        # Past the end of the stream the last frame stands in.
+        yield Image.fromarray(last.to_ndarray(format="rgb24"))
+
+
+def _duration(container: InputContainer, stream: VideoStream, path: str) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    else:
+        seconds = 0.0
+    if seconds <= 0:
+        raise MediaError(f"{path} is a still image or has no duration, not a video")
+    return seconds
+
+
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[InputContainer]:
+    try:
+        container = av.open(path, mode="r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path} is not a readable video: {exc}") from exc
+    with container:
+        yield container
+
+
+def _video_stream(container: InputContainer, path: str) -> VideoStream:
+    if not container.streams.video:
+        raise MediaError(f"{path} has no video stream")
+    return container.streams.video[0]
+
+
+def _save(image: Image.Image, out_path: str, format: str, **options: object) -> None:
+    # Written beside the target and renamed, so readers never see half an image.
+    partial = out_path + ".part"
+    try:
+        image.convert("RGB").save(partial, format=format, **options)
+        os.replace(partial, out_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise

@@ -1,0 +1,259 @@
+"""Alibaba Wan through DashScope (Model Studio): models, request bodies, task states, Bearer auth.
+
+Submit `POST {base}/api/v1/services/aigc/{video-generation|image2video}/video-synthesis` with
+`X-DashScope-Async: enable`; poll `GET {base}/api/v1/tasks/{id}`; the finished video is `output.video_url`
+(an OSS URL valid 24 h), downloaded into storage at once. t2v models take `parameters.size` ("W*H"),
+i2v/kf2v models `parameters.resolution` (a tier; the aspect follows the image). kf2v uses image2video.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vidgate.config import Settings
+from vidgate.errors import NotSupported, UpstreamRejected, UpstreamTransient
+from vidgate.providers.base import (
+    Credentials,
+    MediaInput,
+    Mode,
+    ModelSpec,
+    Progress,
+    Provider,
+    Submitted,
+    VideoRequest,
+)
+from vidgate.providers.http import download_to, send
+
+DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com"
+SUBMIT_PATH = "/api/v1/services/aigc/{task}/video-synthesis"
+
+# Sizes per tier for text-to-video (providers.md §2.4), written W*H upstream and WxH here.
+T2V_SIZES = {
+    "480P": ("832x480", "480x832", "624x624"),
+    "720P": ("1280x720", "720x1280", "960x960", "1088x832", "832x1088"),
+    "1080P": ("1920x1080", "1080x1920", "1440x1440", "1632x1248", "1248x1632"),
+}
+TIER_SIZE = {"480P": "832x480", "720P": "1280x720", "1080P": "1920x1080"}
+_T2V_KEYS = frozenset({"negative_prompt", "seed", "watermark", "prompt_extend", "resolution"})
+_I2V_KEYS = _T2V_KEYS | {"img_url", "template"}
+_KF2V_KEYS = _T2V_KEYS | {"first_frame_url", "last_frame_url", "template"}
+_AUDIO_KEYS = frozenset({"audio", "audio_url"})
+
+
+def _t2v(name: str, tiers: Sequence[str], seconds: tuple[int, ...], default: str, *, audio: bool = False) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        provider="dashscope",
+        modes=frozenset({"t2v"}),
+        seconds=seconds,
+        default_seconds=5 if 5 in seconds else seconds[0],
+        sizes=tuple(size for tier in tiers for size in T2V_SIZES[tier]),
+        tiers={tier: TIER_SIZE[tier] for tier in tiers},
+        default_size=default,
+        audio=audio,
+        metadata_keys=_T2V_KEYS | (_AUDIO_KEYS if audio else frozenset()),
+        deadline_s=3 * 3600,
+        poll_hint_ms=5000,
+        description="Alibaba Wan text-to-video (DashScope)",
+    )
+
+
+def _i2v(
+    name: str, tiers: Sequence[str], seconds: tuple[int, ...], default_tier: str, *, mode: Mode = "i2v", audio: bool = False
+) -> ModelSpec:
+    keys = _KF2V_KEYS if mode == "kf2v" else _I2V_KEYS
+    return ModelSpec(
+        name=name,
+        provider="dashscope",
+        modes=frozenset({mode}),
+        seconds=seconds,
+        default_seconds=5 if 5 in seconds else seconds[0],
+        tiers={tier: TIER_SIZE[tier] for tier in tiers},
+        default_size=TIER_SIZE[default_tier],
+        audio=audio,
+        metadata_keys=keys | (_AUDIO_KEYS if audio else frozenset()),
+        deadline_s=3 * 3600,
+        poll_hint_ms=5000,
+        description=f"Alibaba Wan {'first+last frame' if mode == 'kf2v' else 'image'}-to-video (DashScope)",
+    )
+
+
+ALL3 = ("480P", "720P", "1080P")
+MODELS: tuple[ModelSpec, ...] = (
+    _t2v("wan2.5-t2v-preview", ALL3, (5, 10), "1920x1080", audio=True),
+    _t2v("wan2.2-t2v-plus", ("480P", "1080P"), (5,), "1920x1080"),
+    _t2v("wanx2.1-t2v-turbo", ("480P", "720P"), (5,), "1280x720"),
+    _t2v("wanx2.1-t2v-plus", ("720P",), (5,), "1280x720"),
+    _i2v("wan2.5-i2v-preview", ALL3, (5, 10), "1080P", audio=True),
+    _i2v("wan2.2-i2v-flash", ALL3, (5,), "720P"),
+    _i2v("wan2.2-i2v-plus", ("480P", "1080P"), (5,), "1080P"),
+    _i2v("wanx2.1-i2v-plus", ("720P",), (5,), "720P"),
+    _i2v("wanx2.1-i2v-turbo", ("480P", "720P"), (3, 4, 5), "720P"),
+    _i2v("wan2.2-kf2v-flash", ALL3, (5,), "720P", mode="kf2v"),
+    _i2v("wanx2.1-kf2v-plus", ("720P",), (5,), "720P", mode="kf2v"),
+)
+_BY_NAME = {spec.name: spec for spec in MODELS}
+_STATES = {"PENDING": "queued", "RUNNING": "in_progress", "SUCCEEDED": "completed", "FAILED": "failed", "CANCELED": "cancelled"}
+_INPUT_FIELD = {"first_frame": "img_url", "last_frame": "last_frame_url", "audio": "audio_url"}
+_PASS_EXTRAS_INPUT = ("negative_prompt", "template")
+_PASS_EXTRAS_PARAMS = ("prompt_extend", "watermark")
+
+
+def is_wan_model(model: str) -> bool:
+    return model in _BY_NAME
+
+
+def submit_path(model: str, mode: str | None = None) -> str:
+    """kf2v models live on the image2video path; everything else on video-generation."""
+    task = "image2video" if "kf2v" in model or mode == "kf2v" else "video-generation"
+    return SUBMIT_PATH.format(task=task)
+
+
+def media_value(item: MediaInput) -> str:
+    """A URL the upstream can read: the client's http(s) URL or data URI as given, else the stored bytes inline."""
+    if item.url and item.url.startswith(("http://", "https://", "data:")):
+        return item.url
+    if item.path is None:
+        raise UpstreamRejected(f"{item.field}: no bytes to send", param=item.field)
+    mime = item.mime or mimetypes.guess_type(item.path.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(item.path.read_bytes()).decode()}"
+
+
+def build_body(req: VideoRequest) -> dict[str, Any]:
+    """The DashScope body for a request: a native body verbatim (model rewritten), or a translation."""
+    if req.native is not None:
+        return {**req.native, "model": req.model}
+    spec = _BY_NAME.get(req.model)
+    mode = req.mode
+    inputs: dict[str, Any] = {"prompt": req.prompt}
+    for item in req.inputs:
+        field = "first_frame_url" if item.role == "first_frame" and mode == "kf2v" else _INPUT_FIELD[item.role]
+        inputs[field] = media_value(item)
+    params: dict[str, Any] = {"duration": req.seconds}
+    if mode == "t2v":
+        params["size"] = req.size.replace("x", "*")
+    else:
+        params["resolution"] = req.tier
+    for key in _PASS_EXTRAS_INPUT:
+        if key in req.extras:
+            inputs[key] = req.extras[key]
+    for key in _PASS_EXTRAS_PARAMS:
+        if key in req.extras:
+            params[key] = req.extras[key]
+    if req.seed is not None:
+        params["seed"] = req.seed
+    if spec is not None and spec.audio and req.input("audio") is None:
+        # Wan 2.5 dubs by default; a client that did not ask for audio gets a silent video.
+        params["audio"] = req.audio
+    return {"model": req.model, "input": inputs, "parameters": params}
+
+
+def parse_progress(payload: Mapping[str, Any]) -> Progress:
+    """A task query answer → Progress; anything unexpected raises UpstreamTransient (read again later)."""
+    output = payload.get("output")
+    if not isinstance(output, Mapping):
+        raise UpstreamTransient("DashScope task answer has no output object")
+    status = output.get("task_status")
+    if status == "UNKNOWN":
+        # The task does not exist (or is older than 24 h): nothing will ever come of it.
+        return Progress(state="failed", error_code="UnknownTask", error_message="DashScope does not know this task.")
+    if status not in _STATES:
+        raise UpstreamTransient(f"unknown DashScope task_status {status!r}")
+    state = _STATES[status]
+    usage = payload.get("usage") if isinstance(payload.get("usage"), Mapping) else {}
+    if state == "completed":
+        url = output.get("video_url")
+        if not isinstance(url, str) or not url:
+            raise UpstreamTransient("SUCCEEDED without video_url")
+        return Progress(state="completed", progress=100, video_url=url, usage=dict(usage or {}))
+    if state in ("failed", "cancelled"):
+        return Progress(
+            state=state,  # type: ignore[arg-type]
+            error_code=str(output.get("code") or ("Canceled" if state == "cancelled" else "Failed")),
+            error_message=str(output.get("message") or f"DashScope task {status}"),
+        )
+    return Progress(state=state, progress=None)  # type: ignore[arg-type]
+
+
+def from_settings(settings: Settings, http: httpx.AsyncClient) -> DashScopeProvider:
+    return DashScopeProvider(http)
+
+
+class DashScopeProvider(Provider):
+    """Wan video models on a DashScope account (Bearer key)."""
+
+    name = "dashscope"
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    def models(self) -> Sequence[ModelSpec]:
+        return MODELS
+
+    def _base(self, creds: Credentials) -> str:
+        base = creds.base_url or DEFAULT_BASE_URL
+        # base_url may or may not carry the /api/v1 prefix; the documented paths are appended either way.
+        return base[: -len("/api/v1")] if base.endswith("/api/v1") else base
+
+    def _headers(self, creds: Credentials) -> dict[str, str]:
+        return {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
+
+    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+        body = build_body(req)
+        headers = {**self._headers(creds), "X-DashScope-Async": "enable"}
+        if req.native is not None and any(str(v).startswith("oss://") for v in _walk(body)):
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        url = self._base(creds) + submit_path(req.model, req.mode)
+        data = await send(self._http, "POST", url, headers=headers, json=body, error=_error)
+        output = data.get("output") if isinstance(data, Mapping) else None
+        task = output.get("task_id") if isinstance(output, Mapping) else None
+        if not isinstance(task, str) or not task:
+            raise UpstreamTransient("DashScope accepted the task but returned no task_id")
+        return Submitted(upstream_id=task, progress=Progress(state="queued", progress=0))
+
+    async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
+        url = f"{self._base(creds)}/api/v1/tasks/{upstream_id}"
+        data = await send(self._http, "GET", url, headers=self._headers(creds), error=_error)
+        if not isinstance(data, Mapping):
+            raise UpstreamTransient("DashScope task answer is not an object")
+        return parse_progress(data)
+
+    async def cancel(self, upstream_id: str, creds: Credentials) -> None:
+        url = f"{self._base(creds)}/api/v1/tasks/{upstream_id}/cancel"
+        try:
+            await send(self._http, "POST", url, headers=self._headers(creds), error=_error)
+        except UpstreamRejected as exc:
+            raise NotSupported(f"DashScope would not cancel: {exc}") from exc
+
+    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
+        if not result.video_url:
+            raise UpstreamTransient("no video_url to download")
+        # OSS result URLs are pre-signed: no Authorization header (it would break the signature).
+        await download_to(self._http, result.video_url, dest)
+
+
+def _error(status: int, body: Any) -> Exception:
+    code = str(body.get("code", "")) if isinstance(body, Mapping) else ""
+    message = str(body.get("message", "")) if isinstance(body, Mapping) else str(body)[:300]
+    text = f"DashScope {status} {code}: {message}".strip()
+    if status == 429 or status >= 500 or code.startswith(("Throttling", "InternalError")):
+        return UpstreamTransient(text, status=status)
+    if status in (401, 403) or code in ("InvalidApiKey", "AccessDenied", "Arrearage"):
+        # Our account's problem, not the client's: another channel may still serve the request.
+        return UpstreamTransient(text, status=status)
+    return UpstreamRejected(message or text, code=code or None)
+
+
+def _walk(value: Any) -> list[Any]:
+    if isinstance(value, Mapping):
+        return [leaf for item in value.values() for leaf in _walk(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _walk(item)]
+    return [value]
