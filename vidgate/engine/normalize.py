@@ -206,9 +206,9 @@ def _media_url(value: str, param: str) -> str:
     return text
 
 
-def build_request(raw: RawCreate, spec: ModelSpec) -> VideoRequest:
+def build_request(raw: RawCreate, spec: ModelSpec, *, prompt_required: bool = True) -> VideoRequest:
     """Validate everything the client sent against the model; nothing is stored or sent yet."""
-    prompt = parse_prompt(raw.prompt)
+    prompt = parse_prompt(raw.prompt, required=prompt_required)
     metadata = parse_metadata(raw.metadata)
     unknown = sorted(set(metadata) - METADATA_KEYS)
     if unknown:

@@ -91,8 +91,10 @@ def _voice(rng: np.random.Generator, t: F64, hz: float) -> F32:
 
 
 def _sine(t: F64, hz: float, phase: float) -> F32:
-    # Wrap the phase in float64 first: float32 sin is fast, but not for arguments in the thousands.
-    cycles = np.mod(t * hz + phase / (2 * math.pi), 1.0)
+    # Wrap the phase in float64 first: float32 sin is fast, but not accurate for arguments in the thousands.
+    # (x - floor(x) rather than np.mod, which is several times slower for the same result here.)
+    cycles = t * hz + phase / (2 * math.pi)
+    cycles -= np.floor(cycles)
     out: F32 = np.sin(cycles.astype(np.float32) * np.float32(2 * math.pi))
     return out
 

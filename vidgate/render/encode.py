@@ -82,10 +82,10 @@ def _write(
     context.color_primaries = context.color_trc = context.colorspace = _BT709
     context.color_range = _LIMITED_RANGE
     feed = _AudioFeed(container, audio)
-    # One frame reused for the whole clip: fresh frame buffers cost page faults on every frame.
+    # One frame buffer serves the whole clip instead of one allocation per frame.
     frame = av.VideoFrame(width, height, "yuv420p")
     for index in range(frames):
-        # Copies the buffer only if the encoder still holds a reference to it (x264 does not).
+        # Copies the buffer only if the encoder still references it; libx264 copies its input, so it never does.
         frame.make_writable()
         frame.pts = index
         source.draw(index, _planes(frame))

@@ -42,11 +42,6 @@ class RenderSpec:
         """How many video frames the output holds."""
         return self.seconds * self.fps
 
-    @property
-    def has_audio(self) -> bool:
-        """Whether the output carries an AAC track."""
-        return self.audio or self.audio_path is not None
-
 
 def validate(spec: RenderSpec) -> None:
     """Raise RenderError naming the first field of `spec` that is out of contract."""

@@ -96,8 +96,7 @@ def copy_planes(src: Planes, dst: Planes) -> None:
 
 def blend_const(region: U8, alpha256: U16, value: float) -> None:
     """Blend a constant value into `region` in place with per-pixel weights 0..256."""
-    acc = region.astype(np.uint16)
-    acc *= 256 - alpha256
+    acc = np.multiply(region, 256 - alpha256, dtype=np.uint16)
     acc += alpha256 * np.uint16(round(value))
     acc >>= 8
     np.copyto(region, acc, casting="unsafe")
@@ -165,7 +164,11 @@ def _gaussian_patch(x0: int, x1: int, y0: int, y1: int, cx: float, cy: float, si
     scale = np.float32(-0.5 / (sigma * sigma))
     gx = np.exp(np.square(np.arange(x0, x1, dtype=np.float32) + np.float32(0.5 - cx)) * scale)
     gy = np.exp(np.square(np.arange(y0, y1, dtype=np.float32) + np.float32(0.5 - cy)) * scale)
-    return to_alpha256(np.outer(gy * np.float32(alpha), gx))
+    # Both factors are at most 1 and alpha at most 1, so adding 0.5 and truncating rounds into 0..256.
+    weights = np.outer(gy * np.float32(256.0 * min(1.0, alpha)), gx)
+    weights += np.float32(0.5)
+    out: U16 = weights.astype(np.uint16)
+    return out
 
 
 def _even_span(low: float, high: float, limit: int) -> tuple[int, int]:

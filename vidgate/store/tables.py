@@ -66,3 +66,15 @@ tasks = sa.Table(
     sa.Index("ix_tasks_key_seq", "key_id", "seq"),
     sa.Index("ix_tasks_next_poll", "next_poll_at"),
 )
+
+# Files sent through the DashScope upload flow; `oss://<key>` inputs resolve to them for their owner only.
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("path", sa.String(400), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+)
