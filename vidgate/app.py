@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api import admin, content, errors, openai_videos
+from vidgate.api import admin, content, dashscope, errors, openai_videos
 from vidgate.api.deps import Services
 from vidgate.api.middleware import RequestId
 from vidgate.auth import KeyRing
@@ -69,6 +69,10 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(openai_videos.router)
     app.include_router(content.router)
+    app.include_router(content.files_router)
+    app.include_router(dashscope.router, prefix="/api/v1")
+    # The path the product's users already call (a DashScope endpoint as resold under /alibailian).
+    app.include_router(dashscope.router, prefix="/alibailian/api/v1", include_in_schema=False)
     app.include_router(admin.router)
     app.add_middleware(RequestId)
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import math
 import os
 from collections.abc import Iterator
@@ -164,3 +166,28 @@ def _save(image: Image.Image, out_path: str, format: str, **options: object) -> 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
         raise
+
+
+# -- signed content URLs ---------------------------------------------------------------------------------
+# A task's stored files can be fetched without an API key through /files/{task_id}/{name}?expires&signature,
+# as the DashScope SDK downloads `video_url`: HMAC-SHA256 over the path and the expiry, with the secret.
+
+FILE_NAMES = {"video.mp4": "video", "thumbnail.webp": "thumbnail", "spritesheet.jpg": "spritesheet"}
+
+
+def _signature(secret: str, task_id: str, name: str, expires: int) -> str:
+    message = f"{task_id}/{name}:{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signed_url(public_url: str, secret: str, task_id: str, name: str, *, expires: int) -> str:
+    """An absolute URL for a stored file that stays valid until `expires` (UNIX seconds)."""
+    signature = _signature(secret, task_id, name, expires)
+    return f"{public_url}/files/{task_id}/{name}?expires={expires}&signature={signature}"
+
+
+def verify_signature(secret: str, task_id: str, name: str, expires: str, signature: str, *, now: float) -> bool:
+    """True when the signature is ours for this file and has not expired."""
+    if not expires.isdigit() or int(expires) < now:
+        return False
+    return hmac.compare_digest(_signature(secret, task_id, name, int(expires)), signature)

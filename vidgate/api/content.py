@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from fastapi import APIRouter
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 
+from vidgate import media
 from vidgate.api.deps import KeyDep, ServicesDep
 from vidgate.errors import Conflict, InvalidRequest, NotFound
 from vidgate.status import TaskStatus
@@ -53,3 +55,22 @@ async def video_content(video_id: str, svc: ServicesDep, key: KeyDep, variant: s
     return FileResponse(
         path, media_type=_TYPES[variant], filename=f"{video_id}.{_EXT[variant]}", content_disposition_type="inline"
     )
+
+
+files_router = APIRouter(tags=["Signed files"])
+
+
+@files_router.get("/files/{task_id}/{name}", summary="A stored file by signed URL (no API key)")
+async def signed_file(task_id: str, name: str, svc: ServicesDep, expires: str = "", signature: str = "") -> Response:
+    """What DashScope's `video_url` points at: valid until `expires`, only with the signature vidgate made."""
+    variant = media.FILE_NAMES.get(name)
+    if variant is None or not media.verify_signature(svc.settings.secret, task_id, name, expires, signature, now=time.time()):
+        return PlainTextResponse("AccessDenied: the URL is invalid or has expired.", status_code=403)
+    row = await task_store.get_task(svc.db, task_id=task_id)
+    relative = None
+    if row is not None and row.status == TaskStatus.COMPLETED:
+        relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[variant]
+    path = svc.settings.media_dir / relative if relative else None
+    if path is None or not path.is_file():
+        return PlainTextResponse("NoSuchKey: the file no longer exists.", status_code=404)
+    return FileResponse(path, media_type=_TYPES[variant], filename=f"{task_id}.{_EXT[variant]}", content_disposition_type="inline")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import orjson
 from fastapi import FastAPI, Request
@@ -10,7 +11,19 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from vidgate.errors import ClientError, InvalidRequest, RateLimited, ServiceError
+from vidgate.errors import (
+    ClientError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    ServiceError,
+    Unauthenticated,
+    UpstreamUnavailable,
+    VidgateError,
+)
 
 log = logging.getLogger("vidgate.api")
 
@@ -36,6 +49,46 @@ def openai_error(
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+def dashscope_error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> Response:
+    """The DashScope error body: {"request_id", "code", "message"} (never a 200: SDKs raise on a top-level code)."""
+    body = {"request_id": str(uuid.uuid4()), "code": code, "message": message}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+_DASHSCOPE_CODES: list[tuple[type[VidgateError], str, int]] = [
+    (Unauthenticated, "InvalidApiKey", 401),
+    (PermissionDenied, "AccessDenied", 403),
+    (NotFound, "NotFound", 404),
+    (Conflict, "UnsupportedOperation", 400),
+    (PayloadTooLarge, "BadRequest.TooLarge", 413),
+    (RateLimited, "Throttling.RateQuota", 429),
+    (InvalidRequest, "InvalidParameter", 400),
+    (UpstreamUnavailable, "ServiceUnavailable", 503),
+    (ServiceError, "InternalError", 500),
+]
+
+
+def is_dashscope(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith(("/api/", "/alibailian/"))
+
+
+def _as_dashscope(exc: VidgateError) -> Response:
+    code, status = "InternalError", 500
+    for kind, kind_code, kind_status in _DASHSCOPE_CODES:
+        if isinstance(exc, kind):
+            code, status = kind_code, kind_status
+            break
+    own = getattr(exc, "code", None)
+    if isinstance(own, str) and own[:1].isupper():
+        code = own  # already a DashScope code (AccessDenied, InvalidURL, ...)
+    if isinstance(exc, ServiceError):
+        status = exc.status
+    param = getattr(exc, "param", None)
+    message = exc.message if not param or param in exc.message else f"{param}: {exc.message}"
+    return dashscope_error(status, code, message, headers=_headers(exc))
+
+
 def _headers(exc: Exception) -> dict[str, str] | None:
     if isinstance(exc, RateLimited):
         return {"retry-after": str(exc.retry_after)}
@@ -47,17 +100,24 @@ def _headers(exc: Exception) -> dict[str, str] | None:
 
 async def client_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ClientError)
+    if is_dashscope(request):
+        return _as_dashscope(exc)
     return openai_error(exc.status, exc.message, type_=exc.type, param=exc.param, code=exc.code, headers=_headers(exc))
 
 
 async def service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
+    if is_dashscope(request):
+        return _as_dashscope(exc)
     return openai_error(exc.status, exc.message, type_=exc.type, code=exc.code, headers=_headers(exc))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = {404: "Unknown route.", 405: "Method not allowed."}.get(exc.status_code, str(exc.detail))
+    if is_dashscope(request):
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidParameter")
+        return dashscope_error(exc.status_code, code, f"{message} ({request.url.path})")
     return openai_error(exc.status_code, message, type_=_HTTP_TYPES.get(exc.status_code, "invalid_request_error"))
 
 
@@ -69,8 +129,10 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return await client_error(request, error)
 
 
-def unexpected_error() -> Response:
+def unexpected_error(path: str = "") -> Response:
     """What a client sees for a bug: a JSON 500, never a traceback (the log has the traceback)."""
+    if path.startswith(("/api/", "/alibailian/")):
+        return dashscope_error(500, "InternalError", "The server had an error while processing your request.")
     return openai_error(
         500, "The server had an error while processing your request.", type_="server_error", code="internal_error"
     )

@@ -40,5 +40,5 @@ class RequestId:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = unexpected_error()
+            response = unexpected_error(scope.get("path", ""))
             await response(scope, receive, send_with_id)

@@ -134,7 +134,7 @@ class Poller:
                 task_id=row.id,
                 owner=self.owner,
                 error=repr(exc),
-                next_poll_at=time.time() + failure_delay(row.poll_failures + 1),
+                next_poll_at=time.time() + self._failure_delay(row),
             )
         finally:
             heartbeat.cancel()
@@ -182,7 +182,7 @@ class Poller:
                 owner=self.owner,
                 status=status,
                 progress=value,
-                next_poll_at=time.time() + poll_delay(row.polls, spec.poll_hint_ms / 1000.0),
+                next_poll_at=time.time() + poll_delay(row.polls, self._settings.poll_interval_s or spec.poll_hint_ms / 1000.0),
             )
 
     async def _resubmit(self, row: TaskRow, req: VideoRequest) -> None:
@@ -247,6 +247,9 @@ class Poller:
                 await provider.cancel(row.upstream_id, creds)
         await provider.release(row.upstream_id, creds)
 
+    def _failure_delay(self, row: TaskRow) -> float:
+        return failure_delay(row.poll_failures + 1, base_s=self._settings.poll_interval_s or 1.0)
+
     async def _retry_later(self, row: TaskRow, error: str) -> None:
         log.info("task %s: %s; retrying later", row.id, error)
         await task_store.record_poll_failure(
@@ -254,7 +257,7 @@ class Poller:
             task_id=row.id,
             owner=self.owner,
             error=error,
-            next_poll_at=time.time() + failure_delay(row.poll_failures + 1),
+            next_poll_at=time.time() + self._failure_delay(row),
         )
 
 

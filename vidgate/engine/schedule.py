@@ -15,9 +15,9 @@ def poll_delay(polls: int, base_s: float) -> float:
     return min(MAX_POLL_INTERVAL_S, base_s * (1.25 ** min(polls, 40)))
 
 
-def failure_delay(failures: int, rng: random.Random | None = None) -> float:
-    """Seconds until the next read after `failures` consecutive failed reads, with full jitter."""
-    ceiling = min(MAX_FAILURE_DELAY_S, 1.0 * (2 ** min(failures, 10)))
+def failure_delay(failures: int, rng: random.Random | None = None, *, base_s: float = 1.0) -> float:
+    """Seconds until the next read after `failures` consecutive failed reads, with jitter."""
+    ceiling = min(MAX_FAILURE_DELAY_S, base_s * (2 ** min(failures, 10)))
     jitter = (rng or random).uniform(0.5, 1.0)
     return float(ceiling * jitter)
 

@@ -88,6 +88,12 @@ class Submitter:
         req = build_request(raw, spec)
         return await self._create(key, req, remixed_from=None)
 
+    async def create_request(self, key: KeyRecord, req: VideoRequest) -> TaskRow:
+        """Create a task from a request another surface already validated (the DashScope surface)."""
+        if not key.may_use(req.model):
+            raise PermissionDenied(f"This key may not use the model '{req.model}'.", param="model")
+        return await self._create(key, req, remixed_from=None)
+
     async def remix(self, key: KeyRecord, source_id: str, prompt: Any) -> TaskRow:
         """A new task from a completed one: same model, size, length, seed and inputs, a new prompt."""
         text = parse_prompt(prompt)
@@ -211,6 +217,27 @@ class Submitter:
             )
             return
         raise UpstreamUnavailable("No upstream channel accepted the request: " + "; ".join(errors))
+
+    async def cancel(self, row: TaskRow) -> None:
+        """Cancel a task that has not started (DashScope's rule: PENDING only)."""
+        if row.status != TaskStatus.QUEUED:
+            raise Conflict(f"Task '{row.id}' is {row.status.value}; only a pending task can be cancelled.")
+        if row.upstream_id is not None:
+            provider = self._registry.provider(row.provider)
+            try:
+                await provider.cancel(row.upstream_id, Credentials.from_json(row.credentials))
+            except (NotSupported, UpstreamRejected) as exc:
+                raise Conflict(f"Task '{row.id}' could not be cancelled upstream: {exc}") from exc
+        won = await task_store.finish(
+            self._db,
+            task_id=row.id,
+            status=TaskStatus.CANCELLED,
+            values={"error_code": "Canceled", "error_message": "Cancelled by the client."},
+        )
+        if not won:
+            raise Conflict(f"Task '{row.id}' finished before it could be cancelled.")
+        if row.upstream_id is not None:
+            await self._registry.provider(row.provider).release(row.upstream_id, Credentials.from_json(row.credentials))
 
     async def delete(self, row: TaskRow) -> None:
         """Delete a task and its files; an unfinished one is cancelled (upstream too, where possible)."""

@@ -20,6 +20,7 @@ ProviderFactory = Callable[[Settings, httpx.AsyncClient], Provider]
 # provider name -> "module:factory"; a factory takes (settings, http client) and returns a Provider.
 DEFAULT_PROVIDERS: dict[str, str] = {
     "local": "vidgate.providers.local:from_settings",
+    "dashscope": "vidgate.providers.dashscope:from_settings",
 }
 
 

@@ -106,6 +106,34 @@ async def list_tasks(
     return [_task(row) for row in rows]
 
 
+async def page_tasks(
+    engine: AsyncEngine,
+    *,
+    key_id: str,
+    page_no: int,
+    page_size: int,
+    statuses: list[TaskStatus] | None = None,
+    model: str | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> tuple[list[TaskRow], int]:
+    """One numbered page of the key's tasks, newest first, with the total count under the filters."""
+    where = [tasks.c.key_id == key_id, tasks.c.deleted_at.is_(None)]
+    if statuses is not None:
+        where.append(tasks.c.status.in_([status.value for status in statuses]))
+    if model:
+        where.append(tasks.c.model == model)
+    if start is not None:
+        where.append(tasks.c.created_at >= start)
+    if end is not None:
+        where.append(tasks.c.created_at <= end)
+    query = sa.select(tasks).where(*where).order_by(tasks.c.seq.desc()).limit(page_size).offset((page_no - 1) * page_size)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*where))).scalar() or 0
+    return [_task(row) for row in rows], int(total)
+
+
 async def seq_of(engine: AsyncEngine, *, task_id: str, key_id: str) -> int | None:
     query = sa.select(tasks.c.seq).where(tasks.c.id == task_id, tasks.c.key_id == key_id)
     async with engine.connect() as conn:
