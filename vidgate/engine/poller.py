@@ -209,6 +209,10 @@ class Poller:
             await self._retry_later(row, f"download: {exc}")
             return
         thumbnail, sprites = folder / "thumbnail.webp", folder / "spritesheet.jpg"
+        try:
+            await provider.download_previews(row.upstream_id or "", creds, folder)
+        except ProviderError as exc:
+            log.info("task %s: upstream previews unavailable (%s); making our own", row.id, exc)
         await asyncio.to_thread(_previews, video, thumbnail, sprites)
         root = self._settings.media_dir
         now = time.time()
@@ -264,6 +268,8 @@ class Poller:
 def _previews(video: Path, thumbnail: Path, sprites: Path) -> None:
     # Previews are a convenience: a video that cannot give them is still a finished video.
     for make, out in ((media.make_thumbnail, thumbnail), (media.make_spritesheet, sprites)):
+        if out.exists():
+            continue  # the upstream gave this one
         try:
             make(str(video), str(out))
         except (media.MediaError, OSError):

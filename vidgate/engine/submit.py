@@ -121,6 +121,7 @@ class Submitter:
             channels = [ch for ch in channels if ch.name == remixed_from.channel]
             if not channels:
                 raise UpstreamUnavailable(f"The channel that made '{remixed_from.id}' is no longer configured.")
+        provider.check(req)
         task_id = new_task_id()
         task_dir = self.media_dir(task_id)
         try:

@@ -184,6 +184,13 @@ class Provider(ABC):
     def models(self) -> Sequence[ModelSpec]:
         """Every model this provider serves, with its capabilities."""
 
+    def check(self, req: VideoRequest) -> None:  # noqa: B027 - optional hook
+        """Refuse (InvalidRequest, naming the field) what the generic checks of its ModelSpec cannot see.
+
+        Called before anything is stored or sent; the generic checks (modes, seconds, sizes, metadata keys)
+        have already passed.
+        """
+
     @abstractmethod
     async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         """Create the upstream task; raise UpstreamRejected or UpstreamTransient on failure."""
@@ -203,6 +210,13 @@ class Provider(ABC):
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
         """Store the finished video at `dest` (adapters with an HTTP client override this)."""
         raise NotSupported(f"{self.name} has no download")
+
+    async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
+        """Store the upstream's own previews ("thumbnail" → .webp, "spritesheet" → .jpg) in `folder`.
+
+        Returns what it stored; vidgate makes whatever is missing from the video itself.
+        """
+        return {}
 
     async def release(self, upstream_id: str, creds: Credentials) -> None:  # noqa: B027 - optional hook
         """The task is over and its result stored: free whatever the provider keeps for it."""

@@ -21,6 +21,10 @@ ProviderFactory = Callable[[Settings, httpx.AsyncClient], Provider]
 DEFAULT_PROVIDERS: dict[str, str] = {
     "local": "vidgate.providers.local:from_settings",
     "dashscope": "vidgate.providers.dashscope:from_settings",
+    "openai": "vidgate.providers.openai:from_settings",
+    "kling": "vidgate.providers.kling:from_settings",
+    "jimeng": "vidgate.providers.jimeng:from_settings",
+    "vidu": "vidgate.providers.vidu:from_settings",
 }
 
 
