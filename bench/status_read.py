@@ -127,7 +127,8 @@ def main() -> None:
         print(f"bare Starlette JSON endpoint:    {base[0]:9.0f} req/s  p50 {base[1]:6.2f} ms  p99 {base[2]:6.2f} ms")
         print(f"ratio vidgate / bare:            {ours[0] / base[0]:9.2%}")
         print(
-            f"vidgate-local 5 s 1280x720 t2v:  submit→completed {submit_to_done:.2f} s; render alone {bare_render:.2f} s"
+            f"vidgate-local 5 s 1280x720 t2v:  submit→completed {submit_to_done:.2f} s; "
+            f"render alone {bare_render:.2f} s"
         )
     finally:
         bare.terminate()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,6 @@ from dashscope.aigc.video_synthesis import AioVideoSynthesis
 
 from tests.fakes.dashscope import FakeDashScope
 from tests.helpers import Server, assert_mp4, free_port, mp4_facts, png_bytes, write_config
-
 
 # The 1.x SDK opens a requests.Session per call and never closes it; its sockets are reclaimed by GC.
 pytestmark = [
@@ -96,8 +96,12 @@ def test_call_t2v_local(sdk: str) -> None:
 
 def test_async_call_wait_fetch_i2v_with_local_file(sdk: str, tmp_path: Path) -> None:
     submitted = VideoSynthesis.async_call(
-        api_key=sdk, model="vidgate-local", prompt="a slow pan", img_url=image_file(tmp_path, "ref.png", (220, 90, 20)),
-        size="256*160", duration=1,
+        api_key=sdk,
+        model="vidgate-local",
+        prompt="a slow pan",
+        img_url=image_file(tmp_path, "ref.png", (220, 90, 20)),
+        size="256*160",
+        duration=1,
     )
     assert submitted.status_code == 200 and submitted.output.task_status == "PENDING"
     assert submitted.output.task_id.startswith("video_")
@@ -110,7 +114,11 @@ def test_async_call_wait_fetch_i2v_with_local_file(sdk: str, tmp_path: Path) -> 
 
 def test_kf2v_with_two_local_files(sdk: str, tmp_path: Path) -> None:
     result = VideoSynthesis.call(
-        api_key=sdk, model="vidgate-local", prompt="red to blue", size="192*192", duration=1,
+        api_key=sdk,
+        model="vidgate-local",
+        prompt="red to blue",
+        size="192*192",
+        duration=1,
         first_frame_url=image_file(tmp_path, "first.png", (200, 10, 10)),
         last_frame_url=image_file(tmp_path, "last.png", (10, 10, 200)),
     )
@@ -151,10 +159,18 @@ def test_list_has_data_and_tasks(sdk: str) -> None:
 
 def test_client_v2_videos(gw: Server, sdk: str, tmp_path: Path) -> None:
     client = dashscope.Client(api_key=sdk, base_url=f"{gw.url}/api/v1")
-    job = client.videos.generate(model="vidgate-local", prompt="v2 surface", size="128*128", duration=1, poll_interval=0.2)
+    job = client.videos.generate(
+        model="vidgate-local", prompt="v2 surface", size="128*128", duration=1, poll_interval=0.2
+    )
     assert job.status == "SUCCEEDED" and job.output is not None
     assert_mp4(fetch_bytes(job.output["video_url"]), width=128, height=128, seconds=1)
-    created = client.videos.jobs.create(model="vidgate-local", prompt="v2 i2v", image_url=image_file(tmp_path, "v2.png", (0, 200, 0)), size="128*96", duration=1)
+    created = client.videos.jobs.create(
+        model="vidgate-local",
+        prompt="v2 i2v",
+        image_url=image_file(tmp_path, "v2.png", (0, 200, 0)),
+        size="128*96",
+        duration=1,
+    )
     finished = client.videos.jobs.wait(created, poll_interval=0.2)
     assert finished.status == "SUCCEEDED"
     listed = client.videos.jobs.list(page_size=3)
@@ -163,7 +179,9 @@ def test_client_v2_videos(gw: Server, sdk: str, tmp_path: Path) -> None:
 
 def test_aio_video_synthesis_trailing_slash(sdk: str) -> None:
     async def run() -> Any:
-        submitted = await AioVideoSynthesis.async_call(api_key=sdk, model="vidgate-local", prompt="aio", size="96*96", duration=1)
+        submitted = await AioVideoSynthesis.async_call(
+            api_key=sdk, model="vidgate-local", prompt="aio", size="96*96", duration=1
+        )
         assert submitted.status_code == 200
         return await AioVideoSynthesis.wait(submitted, api_key=sdk)
 
@@ -195,7 +213,11 @@ def test_refusals_in_dashscope_shape(gw: Server, sdk: str) -> None:
     assert garbage.status_code == 400 and garbage.json()["code"] == "InvalidParameter"
     missing = httpx.get(f"{gw.url}/api/v1/tasks/video_{'0' * 32}", headers=auth)
     assert missing.status_code == 200 and missing.json()["output"]["task_status"] == "UNKNOWN"
-    oss = httpx.post(url, json={**body, "input": {"prompt": "x", "img_url": "oss://nope/x.png"}}, headers={**headers, "X-DashScope-OssResourceResolve": "enable"})
+    oss = httpx.post(
+        url,
+        json={**body, "input": {"prompt": "x", "img_url": "oss://nope/x.png"}},
+        headers={**headers, "X-DashScope-OssResourceResolve": "enable"},
+    )
     assert oss.status_code == 400 and oss.json()["code"] == "InvalidURL"
 
 
@@ -215,23 +237,50 @@ def test_signed_url_tamper_and_expiry(gw: Server, sdk: str) -> None:
 
 
 def test_upload_limits(gw: Server, sdk: str) -> None:
-    policy = httpx.get(f"{gw.url}/api/v1/uploads", params={"action": "getPolicy", "model": "vidgate-local"}, headers={"Authorization": f"Bearer {sdk}"}).json()["data"]
+    policy = httpx.get(
+        f"{gw.url}/api/v1/uploads",
+        params={"action": "getPolicy", "model": "vidgate-local"},
+        headers={"Authorization": f"Bearer {sdk}"},
+    ).json()["data"]
     fields = {
-        "OSSAccessKeyId": policy["oss_access_key_id"], "Signature": policy["signature"], "policy": policy["policy"],
-        "key": f"{policy['upload_dir']}/notes.txt", "x-oss-object-acl": "private", "x-oss-forbid-overwrite": "true",
-        "success_action_status": "200", "x-oss-content-type": "text/plain",
+        "OSSAccessKeyId": policy["oss_access_key_id"],
+        "Signature": policy["signature"],
+        "policy": policy["policy"],
+        "key": f"{policy['upload_dir']}/notes.txt",
+        "x-oss-object-acl": "private",
+        "x-oss-forbid-overwrite": "true",
+        "success_action_status": "200",
+        "x-oss-content-type": "text/plain",
     }
     text = httpx.post(policy["upload_host"], data=fields, files={"file": ("notes.txt", b"hello")})
     assert text.status_code == 400 and "image" in text.json()["message"]
-    forged = httpx.post(policy["upload_host"], data={**fields, "Signature": "Zm9v"}, files={"file": ("a.png", png_bytes())})
+    forged = httpx.post(
+        policy["upload_host"], data={**fields, "Signature": "Zm9v"}, files={"file": ("a.png", png_bytes())}
+    )
     assert forged.status_code == 403
-    outside = httpx.post(policy["upload_host"], data={**fields, "key": "elsewhere/a.png", "x-oss-content-type": "image/png"}, files={"file": ("a.png", png_bytes())})
+    outside = httpx.post(
+        policy["upload_host"],
+        data={**fields, "key": "elsewhere/a.png", "x-oss-content-type": "image/png"},
+        files={"file": ("a.png", png_bytes())},
+    )
     assert outside.status_code == 403
-    big = httpx.post(policy["upload_host"], data={**fields, "key": f"{policy['upload_dir']}/big.png", "x-oss-content-type": "image/png"}, files={"file": ("big.png", b"\0" * (51 * 1024 * 1024))})
+    big = httpx.post(
+        policy["upload_host"],
+        data={**fields, "key": f"{policy['upload_dir']}/big.png", "x-oss-content-type": "image/png"},
+        files={"file": ("big.png", b"\0" * (51 * 1024 * 1024))},
+    )
     assert big.status_code == 413
-    ok = httpx.post(policy["upload_host"], data={**fields, "key": f"{policy['upload_dir']}/a.png", "x-oss-content-type": "image/png"}, files={"file": ("a.png", png_bytes())})
+    ok = httpx.post(
+        policy["upload_host"],
+        data={**fields, "key": f"{policy['upload_dir']}/a.png", "x-oss-content-type": "image/png"},
+        files={"file": ("a.png", png_bytes())},
+    )
     assert ok.status_code == 200
-    again = httpx.post(policy["upload_host"], data={**fields, "key": f"{policy['upload_dir']}/a.png", "x-oss-content-type": "image/png"}, files={"file": ("a.png", png_bytes())})
+    again = httpx.post(
+        policy["upload_host"],
+        data={**fields, "key": f"{policy['upload_dir']}/a.png", "x-oss-content-type": "image/png"},
+        files={"file": ("a.png", png_bytes())},
+    )
     assert again.status_code == 400
 
 
@@ -246,18 +295,36 @@ def only_submit(upstream: FakeDashScope) -> Any:
 
 def test_wan25_t2v_passthrough(sdk: str, upstream: FakeDashScope) -> None:
     result = VideoSynthesis.call(
-        api_key=sdk, model="wan2.5-t2v-preview", prompt="a kitten in moonlight", negative_prompt="flowers",
-        size="832*480", duration=5, seed=42, prompt_extend=True, watermark=False, audio=True, custom_param="cp",
+        api_key=sdk,
+        model="wan2.5-t2v-preview",
+        prompt="a kitten in moonlight",
+        negative_prompt="flowers",
+        size="832*480",
+        duration=5,
+        seed=42,
+        prompt_extend=True,
+        watermark=False,
+        audio=True,
+        custom_param="cp",
     )
     assert result.output.task_status == "SUCCEEDED", result
     sent = only_submit(upstream)
     assert sent.path == "/api/v1/services/aigc/video-generation/video-synthesis"
     assert sent.headers["x-dashscope-async"] == "enable" and sent.headers["authorization"] == "Bearer sk-ds-test"
     assert sent.json["input"] == {
-        "prompt": "a kitten in moonlight", "negative_prompt": "flowers", "extend_prompt": True, "function": "video-synthesis"
+        "prompt": "a kitten in moonlight",
+        "negative_prompt": "flowers",
+        "extend_prompt": True,
+        "function": "video-synthesis",
     }
     assert sent.json["parameters"] == {
-        "size": "832*480", "duration": 5, "seed": 42, "prompt_extend": True, "watermark": False, "audio": True, "custom_param": "cp"
+        "size": "832*480",
+        "duration": 5,
+        "seed": 42,
+        "prompt_extend": True,
+        "watermark": False,
+        "audio": True,
+        "custom_param": "cp",
     }
     facts = mp4_facts(fetch_bytes(result.output.video_url))
     assert facts.codec == "h264"
@@ -265,8 +332,13 @@ def test_wan25_t2v_passthrough(sdk: str, upstream: FakeDashScope) -> None:
 
 def test_wan25_i2v_with_audio_url(sdk: str, upstream: FakeDashScope) -> None:
     result = VideoSynthesis.call(
-        api_key=sdk, model="wan2.5-i2v-preview", prompt="make it move", img_url="https://example.com/cat.png",
-        audio_url="https://example.com/a.mp3", resolution="480P", duration=10,
+        api_key=sdk,
+        model="wan2.5-i2v-preview",
+        prompt="make it move",
+        img_url="https://example.com/cat.png",
+        audio_url="https://example.com/a.mp3",
+        resolution="480P",
+        duration=10,
     )
     assert result.output.task_status == "SUCCEEDED", result
     sent = only_submit(upstream)
@@ -278,8 +350,12 @@ def test_wan25_i2v_with_audio_url(sdk: str, upstream: FakeDashScope) -> None:
 
 def test_wan22_kf2v_on_image2video_path(sdk: str, upstream: FakeDashScope) -> None:
     result = VideoSynthesis.call(
-        api_key=sdk, model="wan2.2-kf2v-flash", prompt="open the door",
-        first_frame_url="https://example.com/1.png", last_frame_url="https://example.com/2.png", resolution="720P",
+        api_key=sdk,
+        model="wan2.2-kf2v-flash",
+        prompt="open the door",
+        first_frame_url="https://example.com/1.png",
+        last_frame_url="https://example.com/2.png",
+        resolution="720P",
     )
     assert result.output.task_status == "SUCCEEDED", result
     sent = only_submit(upstream)
@@ -288,11 +364,15 @@ def test_wan22_kf2v_on_image2video_path(sdk: str, upstream: FakeDashScope) -> No
     assert sent.json["input"]["last_frame_url"] == "https://example.com/2.png"
 
 
-def test_v2_client_sends_kf2v_to_video_generation_and_we_route_it(gw: Server, sdk: str, upstream: FakeDashScope) -> None:
+def test_v2_client_sends_kf2v_to_video_generation_and_we_route_it(
+    gw: Server, sdk: str, upstream: FakeDashScope
+) -> None:
     client = dashscope.Client(api_key=sdk, base_url=f"{gw.url}/api/v1")
     job = client.videos.generate(
-        model="wan2.2-kf2v-flash", prompt="v2 kf2v",
-        extra_input={"first_frame_url": "https://e.com/1.png", "last_frame_url": "https://e.com/2.png"}, poll_interval=0.2,
+        model="wan2.2-kf2v-flash",
+        prompt="v2 kf2v",
+        extra_input={"first_frame_url": "https://e.com/1.png", "last_frame_url": "https://e.com/2.png"},
+        poll_interval=0.2,
     )
     assert job.status == "SUCCEEDED"
     assert only_submit(upstream).path.endswith("/image2video/video-synthesis")
@@ -301,7 +381,10 @@ def test_v2_client_sends_kf2v_to_video_generation_and_we_route_it(gw: Server, sd
 def test_seed_curl_example_under_alibailian(gw: Server, sdk: str, upstream: FakeDashScope) -> None:
     body = {
         "model": "wan2.5-i2v-preview",
-        "input": {"prompt": "Change the lighting.", "img_url": "https://brainrot-yt-shorts.oss-cn-beijing.aliyuncs.com/images/cached/55a955b7e41723417281051d7bebdb45.png"},
+        "input": {
+            "prompt": "Change the lighting.",
+            "img_url": "https://brainrot-yt-shorts.oss-cn-beijing.aliyuncs.com/images/cached/55a955b7e41723417281051d7bebdb45.png",
+        },
         "parameters": {"resolution": "480P", "prompt_extend": True, "audio": True},
     }
     response = httpx.post(
@@ -315,7 +398,9 @@ def test_seed_curl_example_under_alibailian(gw: Server, sdk: str, upstream: Fake
     task_id = reply["output"]["task_id"]
     deadline = time.monotonic() + 30
     while True:
-        task = httpx.get(f"{gw.url}/alibailian/api/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {sdk}"}).json()
+        task = httpx.get(
+            f"{gw.url}/alibailian/api/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {sdk}"}
+        ).json()
         if task["output"]["task_status"] == "SUCCEEDED":
             break
         assert task["output"]["task_status"] in ("PENDING", "RUNNING") and time.monotonic() < deadline
@@ -327,8 +412,12 @@ def test_openai_form_for_a_wan_model(gw: Server, sdk: str, upstream: FakeDashSco
     image = png_bytes(400, 240)
     with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=sdk, max_retries=0) as client:
         video = client.videos.create(
-            prompt="the cat opens its eyes", model="wan2.5-i2v-preview", seconds="5", size="480P",
-            input_reference=("cat.png", image, "image/png"), extra_body={"metadata": '{"audio": true, "seed": 7}'},
+            prompt="the cat opens its eyes",
+            model="wan2.5-i2v-preview",
+            seconds="5",
+            size="480P",
+            input_reference=("cat.png", image, "image/png"),
+            extra_body={"metadata": '{"audio": true, "seed": 7}'},
         )
         done = client.videos.poll(video.id, poll_interval_ms=100)
         assert done.status == "completed", done
@@ -346,24 +435,41 @@ def test_openai_form_validation_for_wan(gw: Server, sdk: str, upstream: FakeDash
             client.videos.create(prompt="no image", model="wan2.5-i2v-preview", seconds="5")
         assert info.value.param == "input_reference"
         with pytest.raises(openai.BadRequestError) as info:
-            client.videos.create(prompt="seed example", model="wan2.5-i2v-preview", seconds="5", size="1280P",
-                                 extra_body={"metadata": '{"img_url": "https://example.com/image.jpg"}'})
+            client.videos.create(
+                prompt="seed example",
+                model="wan2.5-i2v-preview",
+                seconds="5",
+                size="1280P",
+                extra_body={"metadata": '{"img_url": "https://example.com/image.jpg"}'},
+            )
         assert info.value.param == "size" and "480P" in info.value.message
         with pytest.raises(openai.BadRequestError) as info:
-            client.videos.create(prompt="x", model="wan2.2-kf2v-flash", seconds="4",
-                                 extra_body={"metadata": '{"first_frame_url": "https://e.com/a.jpg", "last_frame_url": "https://e.com/b.jpg", "resolution": "720P"}'})
+            client.videos.create(
+                prompt="x",
+                model="wan2.2-kf2v-flash",
+                seconds="4",
+                extra_body={
+                    "metadata": json.dumps(
+                        {"first_frame_url": "https://e.com/a.jpg", "last_frame_url": "https://e.com/b.jpg", "resolution": "720P"}
+                    )
+                },
+            )
         assert info.value.param == "seconds" and "'5'" in info.value.message
     assert upstream.submits() == []
 
 
 def test_poll_faults_never_fail_the_task(gw: Server, sdk: str, upstream: FakeDashScope) -> None:
     upstream.faults.queue("poll", "500", "429", "garbage", "empty", "unknown_status", "503")
-    result = VideoSynthesis.call(api_key=sdk, model="wan2.5-t2v-preview", prompt="stormy sea", size="1280*720", duration=5)
+    result = VideoSynthesis.call(
+        api_key=sdk, model="wan2.5-t2v-preview", prompt="stormy sea", size="1280*720", duration=5
+    )
     assert result.output.task_status == "SUCCEEDED", result
 
 
 def test_upstream_failure_surfaces_on_both_surfaces(gw: Server, sdk: str, upstream: FakeDashScope) -> None:
-    result = VideoSynthesis.call(api_key=sdk, model="wan2.5-t2v-preview", prompt="FAIL:DataInspectionFailed please", size="1280*720")
+    result = VideoSynthesis.call(
+        api_key=sdk, model="wan2.5-t2v-preview", prompt="FAIL:DataInspectionFailed please", size="1280*720"
+    )
     assert result.output.task_status == "FAILED"
     assert result.output.code == "DataInspectionFailed" and result.output.message
     with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=sdk, max_retries=0) as client:

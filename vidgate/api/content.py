@@ -64,13 +64,19 @@ files_router = APIRouter(tags=["Signed files"])
 async def signed_file(task_id: str, name: str, svc: ServicesDep, expires: str = "", signature: str = "") -> Response:
     """What DashScope's `video_url` points at: valid until `expires`, only with the signature vidgate made."""
     variant = media.FILE_NAMES.get(name)
-    if variant is None or not media.verify_signature(svc.settings.secret, task_id, name, expires, signature, now=time.time()):
+    if variant is None or not media.verify_signature(
+        svc.settings.secret, task_id, name, expires, signature, now=time.time()
+    ):
         return PlainTextResponse("AccessDenied: the URL is invalid or has expired.", status_code=403)
     row = await task_store.get_task(svc.db, task_id=task_id)
     relative = None
     if row is not None and row.status == TaskStatus.COMPLETED:
-        relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[variant]
+        relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[
+            variant
+        ]
     path = svc.settings.media_dir / relative if relative else None
     if path is None or not path.is_file():
         return PlainTextResponse("NoSuchKey: the file no longer exists.", status_code=404)
-    return FileResponse(path, media_type=_TYPES[variant], filename=f"{task_id}.{_EXT[variant]}", content_disposition_type="inline")
+    return FileResponse(
+        path, media_type=_TYPES[variant], filename=f"{task_id}.{_EXT[variant]}", content_disposition_type="inline"
+    )

@@ -77,10 +77,12 @@ async def _submit(request: Request, svc: ServicesDep) -> Response:
     body = await _json_body(request)
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequest("Model is required: the body needs \"model\".", param="model", code="BadRequest.EmptyModel")
+        raise InvalidRequest('Model is required: the body needs "model".', param="model", code="BadRequest.EmptyModel")
     spec = svc.registry.spec(model)
     if not key.may_use(model):
-        raise PermissionDenied(f"Access to model {model} denied for this key.", param="model", code="AccessDenied.Unpurchased")
+        raise PermissionDenied(
+            f"Access to model {model} denied for this key.", param="model", code="AccessDenied.Unpurchased"
+        )
     resolve = request.headers.get("x-dashscope-ossresourceresolve", "").lower() == "enable"
     body = await _resolve_uploads(body, key, svc, resolve=resolve)
     passthrough = spec.provider == "dashscope"
@@ -90,7 +92,10 @@ async def _submit(request: Request, svc: ServicesDep) -> Response:
 
 
 router.add_api_route(
-    "/services/aigc/video-generation/video-synthesis", _submit, methods=["POST"], summary="Submit a video-synthesis task"
+    "/services/aigc/video-generation/video-synthesis",
+    _submit,
+    methods=["POST"],
+    summary="Submit a video-synthesis task",
 )
 router.add_api_route(
     "/services/aigc/image2video/video-synthesis", _submit, methods=["POST"], summary="Submit (image2video path, kf2v)"
@@ -120,7 +125,11 @@ async def _resolve_uploads(body: dict[str, Any], key: KeyRecord, svc: ServicesDe
             continue
         param = f"input.{field}"
         if not resolve:
-            raise InvalidRequest(f"{param}: oss:// inputs need the header X-DashScope-OssResourceResolve: enable.", param=param, code="InvalidURL")
+            raise InvalidRequest(
+                f"{param}: oss:// inputs need the header X-DashScope-OssResourceResolve: enable.",
+                param=param,
+                code="InvalidURL",
+            )
         upload = await upload_store.find_upload(svc.db, key=value.removeprefix("oss://"), key_id=key.id)
         if upload is None:
             raise InvalidRequest(f"{param}: no uploaded file {value} for this key.", param=param, code="InvalidURL")
@@ -149,7 +158,9 @@ def task_output(row: TaskRow, svc: ServicesDep) -> dict[str, Any]:
         expires = int(time.time()) + svc.settings.signed_url_ttl
         if row.expires_at:
             expires = min(expires, int(row.expires_at))
-        output["video_url"] = media.signed_url(svc.settings.public_url, svc.settings.secret, row.id, "video.mp4", expires=expires)
+        output["video_url"] = media.signed_url(
+            svc.settings.public_url, svc.settings.secret, row.id, "video.mp4", expires=expires
+        )
     elif row.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         output["code"] = row.error_code or "InternalError"
         output["message"] = row.error_message or "The task failed."
@@ -161,7 +172,11 @@ def task_usage(row: TaskRow) -> dict[str, Any]:
     if row.width and row.height:
         ratio = f"{row.width}*{row.height}"
     duration = round(row.duration) if row.duration else row.seconds
-    return {"video_duration": duration, "video_count": 1 if row.status == TaskStatus.COMPLETED else 0, "video_ratio": ratio}
+    return {
+        "video_duration": duration,
+        "video_count": 1 if row.status == TaskStatus.COMPLETED else 0,
+        "video_ratio": ratio,
+    }
 
 
 async def _fetch(task_id: str, request: Request, svc: ServicesDep) -> Response:
@@ -311,12 +326,16 @@ async def upload_file(request: Request, svc: ServicesDep) -> Response:
             raise InvalidRequest("The form needs a file part named file.", param="file")
         content_type = str(form.get("x-oss-content-type") or upload.content_type or mimetypes.guess_type(key)[0] or "")
         if not content_type.startswith(_UPLOAD_TYPES):
-            raise InvalidRequest(f"Only image, audio and video files can be uploaded (got {content_type or 'unknown'}).", param="file")
+            raise InvalidRequest(
+                f"Only image, audio and video files can be uploaded (got {content_type or 'unknown'}).", param="file"
+            )
         await _store_upload(svc, upload, key=key, key_id=claims["key_id"], content_type=content_type, limit=limit)
     return Response(status_code=200)
 
 
-async def _store_upload(svc: ServicesDep, upload: UploadFile, *, key: str, key_id: str, content_type: str, limit: int) -> None:
+async def _store_upload(
+    svc: ServicesDep, upload: UploadFile, *, key: str, key_id: str, content_type: str, limit: int
+) -> None:
     relative = f"uploads/{hashlib.sha256(key.encode()).hexdigest()}{mimetypes.guess_extension(content_type) or ''}"
     path = svc.settings.media_dir / relative
     partial = path.with_name(path.name + f".{secrets.token_hex(4)}.part")
@@ -327,7 +346,9 @@ async def _store_upload(svc: ServicesDep, upload: UploadFile, *, key: str, key_i
             while chunk := await upload.read(1024 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLarge(f"The file is larger than {limit} bytes.", param="file", code="BadRequest.TooLarge")
+                    raise PayloadTooLarge(
+                        f"The file is larger than {limit} bytes.", param="file", code="BadRequest.TooLarge"
+                    )
                 handle.write(chunk)
         if size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file")

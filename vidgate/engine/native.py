@@ -17,7 +17,12 @@ from vidgate.errors import InvalidRequest
 from vidgate.providers.base import ModelSpec, VideoRequest
 
 # Input fields that carry media, as the SDK names them, and the metadata key each becomes.
-MEDIA_FIELDS = {"img_url": "img_url", "first_frame_url": "first_frame_url", "last_frame_url": "last_frame_url", "audio_url": "audio_url"}
+MEDIA_FIELDS = {
+    "img_url": "img_url",
+    "first_frame_url": "first_frame_url",
+    "last_frame_url": "last_frame_url",
+    "audio_url": "audio_url",
+}
 _INPUT_EXTRAS = ("negative_prompt", "template")
 _PARAM_EXTRAS = ("seed", "audio", "watermark", "prompt_extend")
 # What the dashscope SDK always adds to `input`; meaningless to vidgate.
@@ -49,7 +54,9 @@ def sections(body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     inputs = body.get("input")
     params = body.get("parameters")
     if inputs is None:
-        raise InvalidRequest("input is required: {\"input\": {\"prompt\": ...}}.", param="input", code="BadRequest.EmptyInput")
+        raise InvalidRequest(
+            'input is required: {"input": {"prompt": ...}}.', param="input", code="BadRequest.EmptyInput"
+        )
     if not isinstance(inputs, Mapping):
         raise InvalidRequest("input must be an object.", param="input")
     if params is not None and not isinstance(params, Mapping):
@@ -77,7 +84,9 @@ def to_request(body: Mapping[str, Any], spec: ModelSpec, *, passthrough: bool) -
             raise InvalidRequest(f"input.{extra[0]} is not supported by {spec.name}.", param=f"input.{extra[0]}")
         extra = sorted(set(params) - {"duration", "size", "resolution", *_PARAM_EXTRAS})
         if extra:
-            raise InvalidRequest(f"parameters.{extra[0]} is not supported by {spec.name}.", param=f"parameters.{extra[0]}")
+            raise InvalidRequest(
+                f"parameters.{extra[0]} is not supported by {spec.name}.", param=f"parameters.{extra[0]}"
+            )
     elif "t2v" in spec.modes and params.get("resolution") not in (None, ""):
         raise InvalidRequest(
             f"{spec.name} takes parameters.size (W*H), not parameters.resolution.", param="parameters.resolution"
@@ -98,11 +107,17 @@ def to_request(body: Mapping[str, Any], spec: ModelSpec, *, passthrough: bool) -
         metadata=metadata,
     )
     try:
-        req = build_request(raw, spec, prompt_required="t2v" in spec.modes and not metadata.keys() & {"img_url", "first_frame_url"})
+        req = build_request(
+            raw, spec, prompt_required="t2v" in spec.modes and not metadata.keys() & {"img_url", "first_frame_url"}
+        )
     except InvalidRequest as exc:
         param = native_param(exc.param)
         message = exc.message
-        for ours, theirs in (("'seconds'", "'parameters.duration'"), ("'size'", "'parameters.size'"), ("'resolution'", "'parameters.resolution'")):
+        for ours, theirs in (
+            ("'seconds'", "'parameters.duration'"),
+            ("'size'", "'parameters.size'"),
+            ("'resolution'", "'parameters.resolution'"),
+        ):
             message = message.replace(ours, theirs)
         raise InvalidRequest(message, param=param, code=exc.code) from exc
     if passthrough:

@@ -33,7 +33,7 @@ _MEDIA_KEYS: dict[str, Role] = {
 }
 _BOOL_KEYS = frozenset({"watermark", "prompt_extend", "audio", "bgm"})
 _STR_KEYS = frozenset({"negative_prompt", "template", "mode", "aspect_ratio", "movement_amplitude"})
-_SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX*\u00d7]\s*(\d{2,5})\s*$")  # WxH, W*H, W×H
+_SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX*\u00d7]\s*(\d{2,5})\s*$")  # WxH, W*H, and the multiplication sign
 _TIER = re.compile(r"^\s*(480|720|1080)\s*[pP]\s*$")
 
 

@@ -182,7 +182,8 @@ class Poller:
                 owner=self.owner,
                 status=status,
                 progress=value,
-                next_poll_at=time.time() + poll_delay(row.polls, self._settings.poll_interval_s or spec.poll_hint_ms / 1000.0),
+                next_poll_at=time.time()
+                + poll_delay(row.polls, self._settings.poll_interval_s or spec.poll_hint_ms / 1000.0),
             )
 
     async def _resubmit(self, row: TaskRow, req: VideoRequest) -> None:

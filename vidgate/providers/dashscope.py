@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import mimetypes
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,13 @@ def _t2v(name: str, tiers: Sequence[str], seconds: tuple[int, ...], default: str
 
 
 def _i2v(
-    name: str, tiers: Sequence[str], seconds: tuple[int, ...], default_tier: str, *, mode: Mode = "i2v", audio: bool = False
+    name: str,
+    tiers: Sequence[str],
+    seconds: tuple[int, ...],
+    default_tier: str,
+    *,
+    mode: Mode = "i2v",
+    audio: bool = False,
 ) -> ModelSpec:
     keys = _KF2V_KEYS if mode == "kf2v" else _I2V_KEYS
     return ModelSpec(
@@ -100,7 +105,13 @@ MODELS: tuple[ModelSpec, ...] = (
     _i2v("wanx2.1-kf2v-plus", ("720P",), (5,), "720P", mode="kf2v"),
 )
 _BY_NAME = {spec.name: spec for spec in MODELS}
-_STATES = {"PENDING": "queued", "RUNNING": "in_progress", "SUCCEEDED": "completed", "FAILED": "failed", "CANCELED": "cancelled"}
+_STATES = {
+    "PENDING": "queued",
+    "RUNNING": "in_progress",
+    "SUCCEEDED": "completed",
+    "FAILED": "failed",
+    "CANCELED": "cancelled",
+}
 _INPUT_FIELD = {"first_frame": "img_url", "last_frame": "last_frame_url", "audio": "audio_url"}
 _PASS_EXTRAS_INPUT = ("negative_prompt", "template")
 _PASS_EXTRAS_PARAMS = ("prompt_extend", "watermark")

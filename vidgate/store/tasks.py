@@ -127,7 +127,9 @@ async def page_tasks(
         where.append(tasks.c.created_at >= start)
     if end is not None:
         where.append(tasks.c.created_at <= end)
-    query = sa.select(tasks).where(*where).order_by(tasks.c.seq.desc()).limit(page_size).offset((page_no - 1) * page_size)
+    query = (
+        sa.select(tasks).where(*where).order_by(tasks.c.seq.desc()).limit(page_size).offset((page_no - 1) * page_size)
+    )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
         total = (await conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*where))).scalar() or 0
