@@ -450,7 +450,11 @@ def test_openai_form_validation_for_wan(gw: Server, sdk: str, upstream: FakeDash
                 seconds="4",
                 extra_body={
                     "metadata": json.dumps(
-                        {"first_frame_url": "https://e.com/a.jpg", "last_frame_url": "https://e.com/b.jpg", "resolution": "720P"}
+                        {
+                            "first_frame_url": "https://e.com/a.jpg",
+                            "last_frame_url": "https://e.com/b.jpg",
+                            "resolution": "720P",
+                        }
                     )
                 },
             )
