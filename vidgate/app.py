@@ -10,12 +10,15 @@ import httpx
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api import admin, content, dashscope, errors, openai_videos
+from vidgate.api import admin, content, dashscope, errors, openai_videos, usage
 from vidgate.api.deps import Services
-from vidgate.api.middleware import RequestId
+from vidgate.api.middleware import Measure, RequestId
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
+from vidgate.engine.health import ChannelHealth
 from vidgate.engine.poller import Poller
+from vidgate.engine.webhooks import Deliverer
+from vidgate.metrics import Metrics
 from vidgate.engine.submit import Submitter
 from vidgate.providers.registry import build_registry
 from vidgate.store.db import create_engine, migrate
@@ -29,6 +32,7 @@ video-synthesis API in front of Sora, Wan, Kling, Jimeng, Vidu and a built-in lo
 def create_app(settings: Settings) -> FastAPI:
     """The vidgate ASGI app for these settings."""
     settings = settings.with_secret()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,14 +41,26 @@ def create_app(settings: Settings) -> FastAPI:
         db = create_engine(settings.database_url)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
         registry = build_registry(settings, http)
-        submitter = Submitter(settings=settings, db=db, registry=registry, http=http)
-        poller = Poller(settings=settings, db=db, registry=registry, submitter=submitter)
+        health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
+        submitter = Submitter(settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics)
+        deliverer = Deliverer(settings=settings, db=db, http=http, metrics=metrics)
+        poller = Poller(
+            settings=settings, db=db, registry=registry, submitter=submitter, metrics=metrics, webhooks_due=deliverer.wake
+        )
         submitter.on_created = poller.wake
         for provider in registry.providers.values():
             await provider.start(poller.wake)
         poller.start()
+        deliverer.start()
         app.state.services = Services(
-            settings=settings, db=db, http=http, registry=registry, keys=KeyRing(db), submitter=submitter, poller=poller
+            settings=settings,
+            db=db,
+            http=http,
+            registry=registry,
+            keys=KeyRing(db),
+            submitter=submitter,
+            poller=poller,
+            metrics=metrics,
         )
         log.info(
             "vidgate %s ready: %d models on %d channels", __version__, len(registry.models()), len(registry.channels)
@@ -52,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await deliverer.stop()
             await poller.stop()
             for provider in registry.providers.values():
                 await provider.close()
@@ -74,5 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     # The path the product's users already call (a DashScope endpoint as resold under /alibailian).
     app.include_router(dashscope.router, prefix="/alibailian/api/v1", include_in_schema=False)
     app.include_router(admin.router)
+    app.include_router(usage.router)
+    app.add_middleware(Measure, metrics=metrics)
     app.add_middleware(RequestId)
     return app

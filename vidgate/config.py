@@ -67,6 +67,13 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # First interval between status reads of an upstream task (it then grows); 0 = each model's own pace.
     poll_interval_s: float = Field(default=0.0, ge=0.0)
+    # A channel whose submits fail this many times in a row is taken out for breaker_cooldown_s.
+    breaker_threshold: int = Field(default=3, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    # Webhook retries: these delays first (SPEC: 1 s, 5 s, 30 s, 2 min, 10 min), then hourly, for 24 h.
+    webhook_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+    webhook_retry_every_s: float = Field(default=3600.0, gt=0)
+    webhook_give_up_after_s: float = Field(default=86400.0, gt=0)
     channels: tuple[ChannelConfig, ...] = ()
     prices: dict[str, Price] = Field(default_factory=dict)
     # Where the file was read from (None for the embedded default); not a TOML key.

@@ -119,9 +119,10 @@ class ServiceError(VidgateError):
 class UpstreamUnavailable(ServiceError):
     """No channel could take the request (all failed, all unhealthy)."""
 
-    def __init__(self, message: str, *, status: int = 503) -> None:
+    def __init__(self, message: str, *, status: int = 503, retry_after: int = 5) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
         self.code = "upstream_unavailable" if status == 503 else "upstream_error"
 
 

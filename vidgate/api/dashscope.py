@@ -200,7 +200,7 @@ async def cancel_task(task_id: str, request: Request, svc: ServicesDep) -> Respo
     try:
         if row is None:
             raise Conflict("no such task")
-        await svc.submitter.cancel(row)
+        await svc.submitter.cancel(row, key)
     except Conflict as exc:
         raise Conflict(
             "Failed to cancel the task, please confirm if the task is in PENDING status.", code="UnsupportedOperation"

@@ -13,6 +13,7 @@ from vidgate.auth import KeyRing
 from vidgate.config import Settings
 from vidgate.engine.poller import Poller
 from vidgate.engine.submit import Submitter
+from vidgate.metrics import Metrics
 from vidgate.providers.registry import Registry
 from vidgate.store.keys import KeyRecord
 
@@ -28,6 +29,7 @@ class Services:
     keys: KeyRing
     submitter: Submitter
     poller: Poller
+    metrics: Metrics
 
 
 def services(request: Request) -> Services:

@@ -94,7 +94,7 @@ def _headers(exc: Exception) -> dict[str, str] | None:
         return {"retry-after": str(exc.retry_after)}
     if isinstance(exc, ServiceError):
         # Clients retry 5xx; tell them not to hammer a gateway with no healthy upstream.
-        return {"retry-after": "5"}
+        return {"retry-after": str(getattr(exc, "retry_after", 5))}
     return None
 
 

@@ -8,6 +8,7 @@ import secrets
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidgate.api.errors import unexpected_error
+from vidgate.metrics import Metrics
 
 log = logging.getLogger("vidgate.api")
 
@@ -42,3 +43,29 @@ class RequestId:
                 raise
             response = unexpected_error(scope.get("path", ""))
             await response(scope, receive, send_with_id)
+
+
+class Measure:
+    """Counts every HTTP request by route template, method and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()

@@ -14,11 +14,13 @@ import secrets
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate import media
+from vidgate.engine import billing
 from vidgate.config import Settings
 from vidgate.engine.schedule import failure_delay, poll_delay
 from vidgate.engine.submit import Submitter
@@ -26,6 +28,8 @@ from vidgate.errors import ProviderError, UpstreamUnavailable, VidgateError
 from vidgate.providers.base import Credentials, Progress, VideoRequest
 from vidgate.providers.registry import Registry
 from vidgate.status import TaskStatus
+from vidgate.metrics import Metrics
+from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store.tasks import TaskRow
 
@@ -42,8 +46,19 @@ PER_CHANNEL_CONCURRENCY = 16
 class Poller:
     """Background loop over due tasks."""
 
-    def __init__(self, *, settings: Settings, db: AsyncEngine, registry: Registry, submitter: Submitter) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: AsyncEngine,
+        registry: Registry,
+        submitter: Submitter,
+        metrics: Metrics | None = None,
+        webhooks_due: Callable[[], None] = lambda: None,
+    ) -> None:
         self._settings = settings
+        self._metrics = metrics
+        self.webhooks_due = webhooks_due
         self._db = db
         self._registry = registry
         self._submitter = submitter
@@ -161,8 +176,10 @@ class Poller:
         try:
             progress = await provider.poll(row.upstream_id, creds)
         except ProviderError as exc:
+            self._count(row.provider, "error")
             await self._retry_later(row, f"poll: {exc}")
             return
+        self._count(row.provider, progress.state)
         if progress.state == "completed":
             await self._complete(row, progress, creds)
         elif progress.state in ("failed", "cancelled"):
@@ -217,10 +234,15 @@ class Poller:
         await asyncio.to_thread(_previews, video, thumbnail, sprites)
         root = self._settings.media_dir
         now = time.time()
+        key = await key_store.get_key(self._db, key_id=row.key_id)
         won = await task_store.finish(
             self._db,
             task_id=row.id,
             status=TaskStatus.COMPLETED,
+            effects=billing.effects(
+                billing.settlement(row, real_duration=facts.duration),
+                billing.webhook_event(row, key, TaskStatus.COMPLETED),
+            ),
             values={
                 "progress": 100,
                 "video_path": str(video.relative_to(root)),
@@ -237,12 +259,19 @@ class Poller:
         if not won:
             # Cancelled or deleted while we downloaded: the files belong to nobody.
             shutil.rmtree(folder, ignore_errors=True)
+        self.webhooks_due()
         await provider.release(row.upstream_id or "", creds)
 
     async def _fail(self, row: TaskRow, code: str, message: str, *, status: TaskStatus = TaskStatus.FAILED) -> None:
+        key = await key_store.get_key(self._db, key_id=row.key_id)
         await task_store.finish(
-            self._db, task_id=row.id, status=status, values={"error_code": code, "error_message": message[:2000]}
+            self._db,
+            task_id=row.id,
+            status=status,
+            values={"error_code": code, "error_message": message[:2000]},
+            effects=billing.effects(billing.refund(row), billing.webhook_event(row, key, status)),
         )
+        self.webhooks_due()
         if not row.upstream_id:
             return
         provider, creds = self._registry.provider(row.provider), Credentials.from_json(row.credentials)
@@ -251,6 +280,10 @@ class Poller:
             with contextlib.suppress(ProviderError):
                 await provider.cancel(row.upstream_id, creds)
         await provider.release(row.upstream_id, creds)
+
+    def _count(self, provider: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.polls.labels(provider, outcome).inc()
 
     def _failure_delay(self, row: TaskRow) -> float:
         return failure_delay(row.poll_failures + 1, base_s=self._settings.poll_interval_s or 1.0)

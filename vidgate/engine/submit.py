@@ -16,8 +16,13 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.config import Settings
+from vidgate.metrics import Metrics
 from vidgate.engine import inputs as input_files
 from vidgate.engine.normalize import RawCreate, build_request, parse_prompt
+from vidgate.engine import billing
+from vidgate.engine.billing import effects
+from vidgate.engine.health import ChannelHealth
+from vidgate.engine.pricing import price_for
 from vidgate.engine.schedule import submit_grace_s
 from vidgate.errors import (
     Conflict,
@@ -25,6 +30,7 @@ from vidgate.errors import (
     NotFound,
     NotSupported,
     PermissionDenied,
+    RateLimited,
     UpstreamRejected,
     UpstreamTransient,
     UpstreamUnavailable,
@@ -66,12 +72,16 @@ class Submitter:
         db: AsyncEngine,
         registry: Registry,
         http: httpx.AsyncClient,
+        health: ChannelHealth,
+        metrics: Metrics | None = None,
         on_created: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._db = db
         self._registry = registry
         self._http = http
+        self.health = health
+        self.metrics = metrics
         self.on_created = on_created
 
     def media_dir(self, task_id: str) -> Path:
@@ -115,15 +125,13 @@ class Submitter:
     async def _create(self, key: KeyRecord, req: VideoRequest, *, remixed_from: TaskRow | None) -> TaskRow:
         spec = self._registry.spec(req.model)
         provider = self._registry.provider(spec.provider)
-        channels = order_channels(self._registry.channels_for(req.model))
-        if remixed_from is not None:
-            # A remix must run where its source lives (the upstream id only means something there).
-            channels = [ch for ch in channels if ch.name == remixed_from.channel]
-            if not channels:
-                raise UpstreamUnavailable(f"The channel that made '{remixed_from.id}' is no longer configured.")
         provider.check(req)
+        # A remix must run where its source lives (the upstream id only means something there).
+        channels = await self.route(req.model, only=remixed_from.channel if remixed_from else None)
+        price = price_for(req.model, req.tier, req.seconds, self._settings.prices, spec.price)
         task_id = new_task_id()
         task_dir = self.media_dir(task_id)
+        now = time.time()
         try:
             if remixed_from is None:
                 req = await input_files.materialize(
@@ -134,60 +142,95 @@ class Submitter:
                     fetch_private=self._settings.fetch_private_urls,
                     max_bytes=self._settings.max_upload_bytes,
                 )
+            await task_store.insert_task(
+                self._db,
+                {
+                    "id": task_id,
+                    "key_id": key.id,
+                    "model": req.model,
+                    "provider": spec.provider,
+                    "channel": channels[0].name,
+                    "upstream_id": None,
+                    "credentials": channels[0].credentials.to_json(),
+                    "status": TaskStatus.QUEUED.value,
+                    "progress": 0,
+                    "prompt": req.prompt,
+                    "seconds": req.seconds,
+                    "size": req.size,
+                    "request": req.to_json(),
+                    "remixed_from": remixed_from.id if remixed_from else None,
+                    "created_at": now,
+                    "updated_at": now,
+                    "deadline_at": now + spec.deadline_s,
+                    # If this process dies before the upstream answers, the poller submits it after this.
+                    "next_poll_at": now + submit_grace_s(),
+                    "price_micros": price,
+                },
+                quota_micros=key.quota_micros,
+            )
         except BaseException:
             shutil.rmtree(task_dir, ignore_errors=True)
             raise
-        now = time.time()
-        first = channels[0]
-        await task_store.insert_task(
-            self._db,
-            {
-                "id": task_id,
-                "key_id": key.id,
-                "model": req.model,
-                "provider": spec.provider,
-                "channel": first.name,
-                "upstream_id": None,
-                "credentials": first.credentials.to_json(),
-                "status": TaskStatus.QUEUED.value,
-                "progress": 0,
-                "prompt": req.prompt,
-                "seconds": req.seconds,
-                "size": req.size,
-                "request": req.to_json(),
-                "remixed_from": remixed_from.id if remixed_from else None,
-                "created_at": now,
-                "updated_at": now,
-                "deadline_at": now + spec.deadline_s,
-                # If this process dies before the upstream answers, the poller submits it after this.
-                "next_poll_at": now + submit_grace_s(),
-            },
-        )
         try:
             await self.submit_row(task_id, req, channels, remix_source=remixed_from)
         except BaseException as exc:
-            # The client gets an error and no id: the row must not live on as a task of theirs.
+            # The client gets an error and no id: the row must not live on as a task of theirs, nor its charge.
+            row = await task_store.get_task(self._db, task_id=task_id)
             await task_store.finish(
                 self._db,
                 task_id=task_id,
                 status=TaskStatus.FAILED,
                 values={"error_code": "submit_failed", "error_message": str(exc)[:2000], "deleted_at": time.time()},
+                effects=effects(billing.refund(row)) if row else (),
             )
             shutil.rmtree(task_dir, ignore_errors=True)
             raise
         self.on_created()
-        row = await task_store.get_task(self._db, task_id=task_id)
-        assert row is not None  # just written by us; only a DELETE by its owner could race here
-        return row
+        created = await task_store.get_task(self._db, task_id=task_id)
+        assert created is not None  # just written by us; only a DELETE by its owner could race here
+        return created
+
+    async def route(self, model: str, *, only: str | None = None) -> list[Channel]:
+        """The model's channels in the order to try them: priority, then weight; full ones left out."""
+        channels = order_channels(self._registry.channels_for(model))
+        if only is not None:
+            channels = [ch for ch in channels if ch.name == only]
+            if not channels:
+                raise UpstreamUnavailable(f"The channel '{only}' that made the source video is no longer configured.")
+        if any(ch.max_in_flight for ch in channels):
+            counts = await task_store.in_flight_by_channel(self._db)
+            open_ = [ch for ch in channels if not ch.max_in_flight or counts.get(ch.name, 0) < ch.max_in_flight]
+            if not open_:
+                raise RateLimited(
+                    f"Every channel serving {model} is at its limit of unfinished tasks; retry shortly.",
+                    retry_after=5,
+                    code="channels_busy",
+                )
+            channels = open_
+        if all(self.health.is_open(ch.name) for ch in channels):
+            names = [ch.name for ch in channels]
+            raise UpstreamUnavailable(
+                f"No healthy upstream for {model}: every channel is cooling down after repeated failures.",
+                retry_after=self.health.retry_after(names),
+            )
+        return channels
 
     async def submit_row(
         self, task_id: str, req: VideoRequest, channels: Sequence[Channel], *, remix_source: TaskRow | None = None
     ) -> None:
-        """Submit to the first channel that accepts; UpstreamTransient moves on to the next one."""
-        errors: list[str] = []
+        """Submit to the first channel that accepts; UpstreamTransient moves on to the next one.
+
+        Every attempt (channel, outcome) is recorded on the task.
+        """
+        attempts: list[dict[str, Any]] = []
+        last_status: int | None = None
         for channel in channels:
+            if not self.health.available(channel.name):
+                attempts.append({"channel": channel.name, "at": time.time(), "error": "skipped: circuit open"})
+                continue
             provider = self._registry.provider(channel.provider)
             upstream_req = replace(req, model=channel.upstream_model(req.model))
+            started = time.perf_counter()
             try:
                 if remix_source is not None:
                     if remix_source.upstream_id is None:
@@ -198,15 +241,25 @@ class Submitter:
                 else:
                     submitted = await provider.submit(upstream_req, channel.credentials, task_id=task_id)
             except UpstreamTransient as exc:
+                self._observe(channel, "transient", started)
                 log.warning("submit %s via %s failed: %s", task_id, channel.name, exc)
-                errors.append(f"{channel.name}: {exc}")
+                attempts.append({"channel": channel.name, "at": time.time(), "error": str(exc)[:500]})
+                last_status = exc.status
+                await self.health.failure(channel.name, str(exc))
                 continue
             except UpstreamRejected as exc:
+                self._observe(channel, "rejected", started)
+                attempts.append({"channel": channel.name, "at": time.time(), "error": f"rejected: {exc}"[:500]})
+                await task_store.set_attempts(self._db, task_id=task_id, attempts=attempts)
+                await self.health.success(channel.name)  # the channel works; the request did not
                 raise InvalidRequest(
                     f"The upstream rejected the request: {exc}", param=exc.param, code=exc.code or "upstream_rejected"
                 ) from exc
             except NotSupported as exc:
                 raise InvalidRequest(str(exc), param="video_id") from exc
+            self._observe(channel, "accepted", started)
+            await self.health.success(channel.name)
+            attempts.append({"channel": channel.name, "at": time.time(), "upstream_id": submitted.upstream_id})
             await task_store.mark_submitted(
                 self._db,
                 task_id=task_id,
@@ -215,11 +268,21 @@ class Submitter:
                 provider=channel.provider,
                 credentials=channel.credentials.to_json(),
                 next_poll_at=time.time() + 0.2,
+                attempts=attempts,
             )
             return
-        raise UpstreamUnavailable("No upstream channel accepted the request: " + "; ".join(errors))
+        await task_store.set_attempts(self._db, task_id=task_id, attempts=attempts)
+        status = 502 if last_status is not None and last_status >= 500 and last_status != 503 else 503
+        raise UpstreamUnavailable(
+            "No upstream channel accepted the request: " + "; ".join(f"{a['channel']}: {a['error']}" for a in attempts),
+            status=status,
+        )
 
-    async def cancel(self, row: TaskRow) -> None:
+    def _observe(self, channel: Channel, outcome: str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.submit_seconds.labels(channel.provider, outcome).observe(time.perf_counter() - started)
+
+    async def cancel(self, row: TaskRow, key: KeyRecord) -> None:
         """Cancel a task that has not started (DashScope's rule: PENDING only)."""
         if row.status != TaskStatus.QUEUED:
             raise Conflict(f"Task '{row.id}' is {row.status.value}; only a pending task can be cancelled.")
@@ -234,6 +297,7 @@ class Submitter:
             task_id=row.id,
             status=TaskStatus.CANCELLED,
             values={"error_code": "Canceled", "error_message": "Cancelled by the client."},
+            effects=effects(billing.refund(row), billing.webhook_event(row, key, TaskStatus.CANCELLED)),
         )
         if not won:
             raise Conflict(f"Task '{row.id}' finished before it could be cancelled.")
@@ -255,6 +319,7 @@ class Submitter:
                 task_id=row.id,
                 status=TaskStatus.CANCELLED,
                 values={"error_code": "cancelled", "error_message": "Deleted before it finished."},
+                effects=effects(billing.refund(row)),
             )
         await task_store.mark_deleted(self._db, task_id=row.id)
         shutil.rmtree(self.media_dir(row.id), ignore_errors=True)

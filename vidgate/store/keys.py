@@ -23,6 +23,9 @@ class KeyRecord:
     rpm: int | None
     created_at: float
     revoked_at: float | None
+    quota_micros: int | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
 
     @property
     def active(self) -> bool:
@@ -43,6 +46,9 @@ def _record(row: sa.Row[tuple[object, ...]]) -> KeyRecord:
         rpm=data["rpm"],
         created_at=data["created_at"],
         revoked_at=data["revoked_at"],
+        quota_micros=data["quota_micros"],
+        webhook_url=data["webhook_url"],
+        webhook_secret=data["webhook_secret"],
     )
 
 
@@ -55,9 +61,15 @@ async def insert_key(
     key_prefix: str,
     models: Sequence[str] | None,
     rpm: int | None,
+    quota_micros: int | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
 ) -> KeyRecord:
     now = time.time()
     values = {
+        "quota_micros": quota_micros,
+        "webhook_url": webhook_url,
+        "webhook_secret": webhook_secret,
         "id": key_id,
         "name": name,
         "key_hash": key_hash,
@@ -69,12 +81,34 @@ async def insert_key(
     }
     async with engine.begin() as conn:
         await conn.execute(api_keys.insert().values(**values))
-    return KeyRecord(key_id, name, key_prefix, tuple(models) if models is not None else None, rpm, now, None)
+    return _record_from(values)
+
+
+def _record_from(values: dict[str, object]) -> KeyRecord:
+    models = values["models"]
+    return KeyRecord(
+        id=str(values["id"]),
+        name=str(values["name"]),
+        key_prefix=str(values["key_prefix"]),
+        models=tuple(models) if isinstance(models, list) else None,
+        rpm=values["rpm"] if isinstance(values["rpm"], int) else None,
+        created_at=float(values["created_at"]),  # type: ignore[arg-type]
+        revoked_at=None,
+        quota_micros=values["quota_micros"] if isinstance(values["quota_micros"], int) else None,
+        webhook_url=values["webhook_url"] if isinstance(values["webhook_url"], str) else None,
+        webhook_secret=values["webhook_secret"] if isinstance(values["webhook_secret"], str) else None,
+    )
 
 
 async def find_by_hash(engine: AsyncEngine, *, key_hash: str) -> KeyRecord | None:
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
+    return _record(row) if row else None
+
+
+async def get_key(engine: AsyncEngine, *, key_id: str) -> KeyRecord | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).first()
     return _record(row) if row else None
 
 

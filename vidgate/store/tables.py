@@ -18,6 +18,10 @@ api_keys = sa.Table(
     sa.Column("key_prefix", sa.String(24), nullable=False),
     sa.Column("models", sa.JSON, nullable=True),
     sa.Column("rpm", sa.Integer, nullable=True),
+    # Money is integer micro-dollars (1 USD = 1_000_000): exact, and summable in SQL.
+    sa.Column("quota_micros", sa.BigInteger, nullable=True),
+    sa.Column("webhook_url", sa.String(2000), nullable=True),
+    sa.Column("webhook_secret", sa.String(200), nullable=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time, nullable=True),
 )
@@ -63,6 +67,8 @@ tasks = sa.Table(
     sa.Column("height", sa.Integer, nullable=True),
     sa.Column("has_audio", sa.Boolean, nullable=True),
     sa.Column("deleted_at", Time, nullable=True),
+    sa.Column("price_micros", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("attempts", sa.JSON, nullable=True),
     sa.Index("ix_tasks_key_seq", "key_id", "seq"),
     sa.Index("ix_tasks_next_poll", "next_poll_at"),
 )
@@ -77,4 +83,55 @@ uploads = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("content_type", sa.String(100), nullable=True),
     sa.Column("created_at", Time, nullable=False),
+)
+
+
+# Every movement of money, one row each: reserve at submit, settle on completion, refund on failure.
+# (task_id, kind) is unique, so no task is ever reserved, settled or refunded twice.
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("task_id", sa.String(40), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("task_id", "kind", name="uq_ledger_task_kind"),
+    sa.Index("ix_ledger_key", "key_id", "created_at"),
+)
+
+# Webhook events to deliver (written with the task's terminal transition: an outbox), and their fate.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("task_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Time, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("lease_until", Time, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("delivered_at", Time, nullable=True),
+    sa.UniqueConstraint("task_id", "event_type", name="uq_webhook_task_event"),
+    sa.Index("ix_webhook_due", "status", "next_attempt_at"),
+)
+
+# Channel health as the circuit breakers see it, so `vidgate channels` (another process) can show it.
+channel_health = sa.Table(
+    "channel_health",
+    metadata,
+    sa.Column("channel", sa.String(100), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),  # closed | open | half_open
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("open_until", Time, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("updated_at", Time, nullable=False),
 )

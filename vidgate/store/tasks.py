@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -11,7 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.status import ACTIVE, TaskStatus
+from vidgate.store import usage
 from vidgate.store.tables import tasks
+
+# A row to insert into another table together with a task's terminal transition.
+Effect = tuple[sa.Table, Mapping[str, Any]]
 
 _ACTIVE = [status.value for status in ACTIVE]
 
@@ -56,6 +60,8 @@ class TaskRow:
     height: int | None
     has_audio: bool | None
     deleted_at: float | None
+    price_micros: int
+    attempts: list[dict[str, Any]] | None
 
     @property
     def active(self) -> bool:
@@ -72,10 +78,21 @@ def _task(row: sa.Row[Any] | Mapping[str, Any]) -> TaskRow:
     return TaskRow(**values)
 
 
-async def insert_task(engine: AsyncEngine, values: Mapping[str, Any]) -> None:
-    """Write a new task row (before anything is sent upstream)."""
+async def insert_task(
+    engine: AsyncEngine, values: Mapping[str, Any], *, quota_micros: int | None = None
+) -> None:
+    """Write a new task row (before anything is sent upstream) and reserve its price, in one transaction.
+
+    With a quota, the key's ledger is summed under a lock on the key row, so concurrent submits of one
+    key cannot both pass the check; InsufficientQuota leaves nothing written.
+    """
+    price = int(values.get("price_micros", 0))
     async with engine.begin() as conn:
+        if quota_micros is not None:
+            await usage.check_quota(conn, key_id=values["key_id"], amount=price, quota_micros=quota_micros)
         await conn.execute(tasks.insert().values(**values))
+        if price:
+            await usage.record(conn, key_id=values["key_id"], task_id=values["id"], model=values["model"], kind="reserve", amount=price)
 
 
 async def get_task(engine: AsyncEngine, *, task_id: str, key_id: str | None = None) -> TaskRow | None:
@@ -151,6 +168,7 @@ async def mark_submitted(
     provider: str,
     credentials: Mapping[str, Any],
     next_poll_at: float,
+    attempts: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Record the upstream id; only once, and only while the task is still active."""
     async with engine.begin() as conn:
@@ -163,6 +181,7 @@ async def mark_submitted(
                 provider=provider,
                 credentials=dict(credentials),
                 next_poll_at=next_poll_at,
+                attempts=attempts,
                 updated_at=time.time(),
             )
         )
@@ -258,9 +277,18 @@ async def record_poll_failure(
 
 
 async def finish(
-    engine: AsyncEngine, *, task_id: str, status: TaskStatus, values: Mapping[str, Any] | None = None
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    status: TaskStatus,
+    values: Mapping[str, Any] | None = None,
+    effects: Sequence[Effect] = (),
 ) -> bool:
-    """Compare-and-set an active task to a terminal status; True for exactly one caller."""
+    """Compare-and-set an active task to a terminal status; True for exactly one caller.
+
+    `effects` (the ledger's settle or refund, the webhook event) are written in the same transaction,
+    only by the caller that wins, so a crash can neither lose nor double them.
+    """
     now = time.time()
     update = {
         "status": status.value,
@@ -275,7 +303,11 @@ async def finish(
         result = await conn.execute(
             tasks.update().where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE)).values(**update)
         )
-    return bool(result.rowcount)
+        if not result.rowcount:
+            return False
+        for table, row in effects:
+            await conn.execute(table.insert().values(**row))
+    return True
 
 
 async def wake(engine: AsyncEngine, *, task_ids: list[str], now: float) -> None:
@@ -306,6 +338,18 @@ async def next_due(engine: AsyncEngine) -> float | None:
     async with engine.connect() as conn:
         due = (await conn.execute(query)).scalar()
     return float(due) if due is not None else None
+
+
+async def in_flight_by_channel(engine: AsyncEngine) -> dict[str, int]:
+    """Unfinished tasks per channel (for max_in_flight and `vidgate channels`)."""
+    query = sa.select(tasks.c.channel, sa.func.count()).where(tasks.c.status.in_(_ACTIVE)).group_by(tasks.c.channel)
+    async with engine.connect() as conn:
+        return {channel: int(count) for channel, count in (await conn.execute(query)).all()}
+
+
+async def set_attempts(engine: AsyncEngine, *, task_id: str, attempts: list[dict[str, Any]]) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(tasks.update().where(tasks.c.id == task_id).values(attempts=attempts))
 
 
 async def count_by_status(engine: AsyncEngine) -> dict[str, int]:

@@ -1,0 +1,379 @@
+"""Kling AI (Kuaishou): models, request bodies, task states, HS256 JWT auth, and recovery by external_task_id.
+
+Submit `POST {base}/v1/videos/{text2video|image2video}`; poll `GET {base}/v1/videos/{kind}/{id}`, where the
+kind must be the one the task was created under, so the upstream id we keep is "<kind>:<task_id>". The
+finished video is `data.task_result.videos[0].url` (a plain URL, kept 30 days), downloaded at once.
+
+Decisions where providers.md §3 leaves room:
+  - `size` chooses `aspect_ratio` (16:9, 9:16, 1:1) and `mode`: a 720P size is `std`, a 1080P size `pro`
+    (§3.5: std = 720p, pro = 1080p). `mode` is therefore not a metadata key: it would change the price tier
+    behind the size's back. image2video has no aspect_ratio (the video follows the image), so there the size
+    only picks the mode.
+  - kling-v2-1-master is pro (1080P) only; kf2v (`image_tail`) is declared for kling-v1-6 in pro mode only;
+    `camera_control` for kling-v1 text-to-video in std mode at 5 s only. These follow the vendor's capability
+    map as ComfyUI's Kling nodes encode it (MODE_TEXT2VIDEO, MODE_START_END_FRAME, the camera-control node).
+  - `cfg_scale` is not declared for the v2.x models (CN doc: "kling-v2.x 模型不支持"); Kling has no seed.
+  - Every task carries `external_task_id` = vidgate's task id. When the create call fails transiently (timeout,
+    5xx, a lost or unreadable reply) or says that external id already exists (a resubmit after a crash), the
+    task is looked up by that id, so one vidgate task never becomes two upstream tasks on one account.
+  - A 404 (1203) when polling a task Kling gave us is read as a passing fault, not a failure: its ids live
+    30 days, and the per-model deadline still ends a task that is truly gone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from jwt.warnings import InsecureKeyLengthWarning
+from PIL import Image, UnidentifiedImageError
+
+from vidgate.config import Settings
+from vidgate.errors import InvalidRequest, ProviderError, UpstreamRejected, UpstreamTransient
+from vidgate.providers.base import (
+    Credentials,
+    MediaInput,
+    Mode,
+    ModelSpec,
+    Progress,
+    Provider,
+    Role,
+    Submitted,
+    UpstreamState,
+    VideoRequest,
+)
+from vidgate.providers.http import download_to, send
+
+DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+TOKEN_TTL_S = 1800
+# Kling refuses a token whose nbf is ahead of its clock; starting a little in the past absorbs skew.
+TOKEN_LEEWAY_S = 5
+TEXT2VIDEO, IMAGE2VIDEO = "text2video", "image2video"
+MAX_PROMPT = 2500
+
+# Aspect ratio -> size, per tier; the tier decides the mode.
+SIZES: dict[str, dict[str, str]] = {
+    "720P": {"16:9": "1280x720", "9:16": "720x1280", "1:1": "720x720"},
+    "1080P": {"16:9": "1920x1080", "9:16": "1080x1920", "1:1": "1080x1080"},
+}
+MODE_OF_TIER = {"720P": "std", "1080P": "pro"}
+CAMERA_TYPES = ("simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward")
+CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
+_UPLOAD_FORMATS = {"image/jpeg", "image/png"}
+
+
+def _spec(name: str, tiers: Sequence[str], modes: frozenset[Mode], keys: frozenset[str]) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        provider="kling",
+        modes=modes,
+        seconds=(5, 10),
+        default_seconds=5,
+        sizes=tuple(size for tier in tiers for size in SIZES[tier].values()),
+        tiers={tier: SIZES[tier]["16:9"] for tier in tiers},
+        default_size=SIZES[tiers[0]]["16:9"],
+        metadata_keys=keys,
+        deadline_s=3 * 3600,
+        poll_hint_ms=5000,
+        description="Kling AI text/image-to-video",
+    )
+
+
+_BOTH = ("720P", "1080P")
+_T2V_I2V: frozenset[Mode] = frozenset({"t2v", "i2v"})
+# img_url gives the first frame; first_frame_url + last_frame_url the two frames of kf2v.
+_V1_KEYS = frozenset({"negative_prompt", "cfg_scale", "img_url"})
+_V2_KEYS = frozenset({"negative_prompt", "img_url"})
+_KF2V_KEYS = frozenset({"first_frame_url", "last_frame_url"})
+MODELS: tuple[ModelSpec, ...] = (
+    _spec("kling-v1", _BOTH, _T2V_I2V, _V1_KEYS | {"camera_control"}),
+    _spec("kling-v1-6", _BOTH, _T2V_I2V | {"kf2v"}, _V1_KEYS | _KF2V_KEYS),
+    _spec("kling-v2-master", _BOTH, _T2V_I2V, _V2_KEYS),
+    _spec("kling-v2-1-master", ("1080P",), _T2V_I2V, _V2_KEYS),
+)
+_STATES: dict[str, UpstreamState] = {"submitted": "queued", "processing": "in_progress"}
+_FRAMES: tuple[Role, ...] = ("first_frame", "last_frame")
+# Words in Kling's parameter-error messages -> the client's field (more specific words first).
+_PARAM_WORDS = (
+    ("image_tail", "last_frame"),
+    ("negative_prompt", "metadata.negative_prompt"),
+    ("camera_control", "metadata.camera_control"),
+    ("cfg_scale", "metadata.cfg_scale"),
+    ("model_name", "model"),
+    ("aspect_ratio", "size"),
+    ("duration", "seconds"),
+    ("mode", "size"),
+    ("image", "first_frame"),
+    ("prompt", "prompt"),
+)
+
+
+def make_jwt(access_key: str, secret_key: str, now: float) -> str:
+    """The Bearer token Kling expects: HS256 over {iss, exp, nbf} with the secret key."""
+    payload = {"iss": access_key, "exp": int(now) + TOKEN_TTL_S, "nbf": int(now) - TOKEN_LEEWAY_S}
+    with warnings.catch_warnings():
+        # Kling chooses the secret's length, not the operator; a warning on every request helps nobody.
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        return jwt.encode(payload, secret_key, algorithm="HS256", headers={"typ": "JWT"})
+
+
+def kind_of(req: VideoRequest) -> str:
+    """The endpoint family: image2video when any image is given, else text2video."""
+    return IMAGE2VIDEO if req.input("first_frame") or req.input("last_frame") else TEXT2VIDEO
+
+
+def aspect_ratio(width: int, height: int) -> str:
+    """The Kling aspect ratio nearest to a size."""
+    ratio = width / height
+    return min(("16:9", "9:16", "1:1"), key=lambda name: abs(ratio - _ratio(name)))
+
+
+def _ratio(name: str) -> float:
+    width, _, height = name.partition(":")
+    return int(width) / int(height)
+
+
+def image_value(item: MediaInput) -> str:
+    """An http(s) URL as given, else raw base64 (no data: prefix) of a JPEG or PNG."""
+    if item.url and item.url.startswith(("http://", "https://")):
+        return item.url
+    if item.path is not None:
+        data, mime = item.path.read_bytes(), item.mime
+    elif item.url and item.url.startswith("data:"):
+        try:
+            data, mime = base64.b64decode(item.url.partition(",")[2]), None
+        except (binascii.Error, ValueError) as exc:
+            raise UpstreamRejected(f"{item.field}: the data: URI is not valid base64", param=item.field) from exc
+    else:
+        raise UpstreamRejected(f"{item.field}: no image bytes to send", param=item.field)
+    return base64.b64encode(as_jpeg_or_png(data, mime)).decode()
+
+
+def as_jpeg_or_png(data: bytes, mime: str | None) -> bytes:
+    """Kling reads only JPEG and PNG; vidgate also accepts WebP, BMP and GIF uploads, re-encoded here as PNG."""
+    if mime in _UPLOAD_FORMATS:
+        return data
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format in ("JPEG", "PNG"):
+                return data
+            out = io.BytesIO()
+            image.convert("RGB").save(out, format="PNG")
+            return out.getvalue()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UpstreamRejected(f"the input image cannot be read: {exc}") from exc
+
+
+def build_body(req: VideoRequest, *, external_task_id: str | None = None) -> dict[str, Any]:
+    """The create body for text2video or image2video (see kind_of)."""
+    body: dict[str, Any] = {
+        "model_name": req.model,
+        "duration": str(req.seconds),
+        "mode": MODE_OF_TIER.get(req.tier, "std"),
+    }
+    if req.prompt:
+        body["prompt"] = req.prompt
+    first, last = req.input("first_frame"), req.input("last_frame")
+    if first is None and last is None:
+        body["aspect_ratio"] = aspect_ratio(req.width, req.height)
+    if first is not None:
+        body["image"] = image_value(first)
+    if last is not None:
+        body["image_tail"] = image_value(last)
+    for key in ("negative_prompt", "cfg_scale", "camera_control"):
+        if key in req.extras:
+            body[key] = req.extras[key]
+    if external_task_id:
+        body["external_task_id"] = external_task_id
+    return body
+
+
+def parse_progress(payload: Mapping[str, Any]) -> Progress:
+    """A query answer `{code, message, data}` -> Progress; anything unexpected raises UpstreamTransient."""
+    data = payload.get("data")
+    if payload.get("code") != 0 or not isinstance(data, Mapping):
+        raise UpstreamTransient(f"Kling query answer without task data: {str(payload)[:300]}")
+    status = data.get("task_status")
+    if status in _STATES:
+        return Progress(state=_STATES[status])
+    if status == "failed":
+        message = str(data.get("task_status_msg") or "Kling reported the task as failed.")
+        return Progress(state="failed", error_message=message)
+    if status != "succeed":
+        raise UpstreamTransient(f"unknown Kling task_status {status!r}")
+    result = data.get("task_result")
+    videos = result.get("videos") if isinstance(result, Mapping) else None
+    video = videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], Mapping) else {}
+    url = video.get("url")
+    if not isinstance(url, str) or not url:
+        raise UpstreamTransient("Kling task succeeded without a video url")
+    usage = {key: data[key] for key in ("final_unit_deduction",) if key in data}
+    if "duration" in video:
+        usage["video_duration"] = video["duration"]
+    return Progress(state="completed", progress=100, video_url=url, usage=usage)
+
+
+def task_id_of(payload: Any) -> str | None:
+    """The task id in a create or query answer, if it carries one."""
+    data = payload.get("data") if isinstance(payload, Mapping) and payload.get("code") == 0 else None
+    task = data.get("task_id") if isinstance(data, Mapping) else None
+    return task if isinstance(task, str) and task else None
+
+
+def error_from(status: int, body: Any) -> UpstreamRejected | UpstreamTransient:
+    """Kling's `{code, message, request_id}` refusal -> the error that says what to do about it."""
+    code = body.get("code") if isinstance(body, Mapping) else None
+    message = str(body.get("message") or "") if isinstance(body, Mapping) else str(body)[:300]
+    text = f"Kling {status} {code}: {message}"
+    if isinstance(code, int) and 1200 <= code <= 1203:
+        return UpstreamRejected(message or text, code=str(code), param=param_of(message))
+    if code in (1300, 1301):
+        return UpstreamRejected(message or text, code=str(code))
+    # Auth (1000-1004) and account (1100-1103) codes are about our key: another channel may work.
+    # Rate (1302-1304), server (5000-5002) and anything unrecognised may pass too.
+    return UpstreamTransient(text, status=status)
+
+
+def param_of(message: str) -> str | None:
+    """The client field a Kling parameter message is about (roles stand for the request's own field)."""
+    return next((param for word, param in _PARAM_WORDS if word in message), None)
+
+
+def from_settings(settings: Settings, http: httpx.AsyncClient) -> KlingProvider:
+    """The registry's factory (providers/registry.py)."""
+    return KlingProvider(http)
+
+
+class KlingProvider(Provider):
+    """Kling video models on one Kling account (access key + secret key)."""
+
+    name = "kling"
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    def models(self) -> Sequence[ModelSpec]:
+        return MODELS
+
+    def check(self, req: VideoRequest) -> None:
+        """Refuse what Kling's capability map forbids for this model/mode/tier combination."""
+        if len(req.prompt) > MAX_PROMPT:
+            raise InvalidRequest(f"prompt is longer than {MAX_PROMPT} characters (Kling's limit).", param="prompt")
+        negative = req.extras.get("negative_prompt")
+        if isinstance(negative, str) and len(negative) > MAX_PROMPT:
+            raise InvalidRequest(
+                f"metadata.negative_prompt is longer than {MAX_PROMPT} characters.", param="metadata.negative_prompt"
+            )
+        if req.mode == "kf2v" and req.tier != "1080P":
+            raise InvalidRequest(
+                f"{req.model} takes a last frame only in pro mode: use a 1080P size (e.g. 1920x1080).", param="size"
+            )
+        if "camera_control" in req.extras:
+            check_camera(req)
+
+    def _base(self, creds: Credentials) -> str:
+        base = (creds.base_url or DEFAULT_BASE_URL).rstrip("/")
+        return base.removesuffix("/v1")
+
+    def _headers(self, creds: Credentials) -> dict[str, str]:
+        token = make_jwt(creds.access_key, creds.secret_key, time.time())
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+        kind = kind_of(req)
+        body = build_body(req, external_task_id=task_id)
+        url = f"{self._base(creds)}/v1/videos/{kind}"
+        try:
+            answer = await send(self._http, "POST", url, headers=self._headers(creds), json=body, error=error_from)
+        except UpstreamTransient as exc:
+            return await self._recover(kind, task_id, creds, exc)
+        except UpstreamRejected as exc:
+            refusal = UpstreamRejected(exc.message, code=exc.code, param=_client_param(exc.param, req))
+            if "external_task_id" not in exc.message:
+                raise refusal from exc
+            # Most likely a resubmit of a task that already went through (the wording is not documented).
+            return await self._recover(kind, task_id, creds, refusal)
+        upstream = task_id_of(answer)
+        if upstream is None:
+            return await self._recover(kind, task_id, creds, UpstreamTransient("Kling answered without a task_id"))
+        return Submitted(upstream_id=f"{kind}:{upstream}", progress=Progress(state="queued", progress=0))
+
+    async def _recover(self, kind: str, task_id: str, creds: Credentials, cause: ProviderError) -> Submitted:
+        # The create may have gone through even though its answer did not reach us: ask by our own id.
+        url = f"{self._base(creds)}/v1/videos/{kind}/{task_id}"
+        try:
+            answer = await send(self._http, "GET", url, headers=self._headers(creds), error=error_from)
+        except UpstreamRejected as exc:
+            if isinstance(cause, UpstreamRejected):
+                raise cause from exc
+            raise UpstreamTransient(f"Kling create failed ({cause}) and no task {task_id} exists") from exc
+        except UpstreamTransient as exc:
+            raise UpstreamTransient(f"Kling create failed ({cause}); looking it up failed too ({exc})") from exc
+        upstream = task_id_of(answer)
+        if upstream is None:
+            raise UpstreamTransient(f"Kling create failed ({cause}) and the lookup gave no task_id")
+        return Submitted(upstream_id=f"{kind}:{upstream}", progress=Progress(state="queued", progress=0))
+
+    async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
+        kind, _, task = upstream_id.partition(":")
+        if kind not in (TEXT2VIDEO, IMAGE2VIDEO) or not task:
+            message = f"{upstream_id!r} is not a Kling task id of vidgate's making."
+            return Progress(state="failed", error_code="bad_upstream_id", error_message=message)
+        url = f"{self._base(creds)}/v1/videos/{kind}/{task}"
+        try:
+            answer = await send(self._http, "GET", url, headers=self._headers(creds), error=error_from)
+        except UpstreamRejected as exc:
+            # A refusal to read a task Kling itself named is no verdict on the task (see module docstring).
+            raise UpstreamTransient(f"Kling query refused: {exc}") from exc
+        if not isinstance(answer, Mapping):
+            raise UpstreamTransient("Kling query answer is not an object")
+        return parse_progress(answer)
+
+    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
+        if not result.video_url:
+            raise UpstreamTransient("no video_url to download")
+        # Result URLs are public CDN links: our Bearer token must not travel to them.
+        await download_to(self._http, result.video_url, dest)
+
+
+def check_camera(req: VideoRequest) -> None:
+    """camera_control as the docs allow it: kling-v1 text-to-video, std (720P), 5 s, a valid shape."""
+    param = "metadata.camera_control"
+    if req.mode != "t2v":
+        raise InvalidRequest("metadata.camera_control works only for text-to-video on Kling.", param=param)
+    if req.tier != "720P" or req.seconds != 5:
+        raise InvalidRequest("metadata.camera_control needs a 720P size and 5 seconds on Kling.", param=param)
+    camera = req.extras["camera_control"]
+    kind = camera.get("type") if isinstance(camera, Mapping) else None
+    if kind not in CAMERA_TYPES:
+        raise InvalidRequest(f"metadata.camera_control.type must be one of: {', '.join(CAMERA_TYPES)}.", param=param)
+    config = camera.get("config")
+    if kind != "simple":
+        if config is not None:
+            raise InvalidRequest("metadata.camera_control.config goes only with type 'simple'.", param=param)
+        return
+    values = [config.get(axis, 0) for axis in CAMERA_AXES] if isinstance(config, Mapping) else []
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and -10 <= v <= 10 for v in values)
+    if not values or not numbers or sum(1 for v in values if v != 0) != 1:
+        raise InvalidRequest(
+            "metadata.camera_control.config needs exactly one non-zero value in [-10, 10] among: "
+            + ", ".join(CAMERA_AXES)
+            + ".",
+            param=param,
+        )
+
+
+def _client_param(param: str | None, req: VideoRequest) -> str | None:
+    for role in _FRAMES:
+        if param == role:
+            item = req.input(role)
+            return item.field if item else None
+    return param

@@ -1,0 +1,293 @@
+"""OpenAI Sora 2 as an upstream: models, the multipart create body, Video objects, Bearer auth.
+
+Create `POST {base}/v1/videos` (multipart: prompt, model, seconds as a string, size "WxH", and the image as a
+file part `input_reference`); poll `GET {base}/v1/videos/{id}`; the finished video has no URL, its bytes come
+from `GET {base}/v1/videos/{id}/content` (`?variant=thumbnail` WebP, `?variant=spritesheet` JPEG) with the
+same key. Remix is `POST {base}/v1/videos/{id}/remix` with JSON {prompt}. Sora has no cancel.
+
+Decisions where providers.md §1 and §7.1 leave room:
+  - Sora refuses a reference image that is not exactly the requested WxH. Users send photos, so the adapter
+    cover-fits every image to the size (scale to fill, centre crop) instead of refusing it; an image that
+    already matches, upright and in JPEG/PNG/WebP, is sent byte for byte.
+  - To fit an image the adapter needs its bytes, so `needs_bytes` is set: vidgate fetches http(s) inputs
+    (with its private-address guard) and the body is always multipart, never JSON `{image_url}`.
+  - Sora 2 videos carry their own soundtrack, which can be neither asked for nor turned off, so the models
+    declare `audio=False` ("cannot be requested"); the stored video is probed, so `has_audio` is the truth.
+  - "720P" is accepted as a size and means the model's default size (720x1280, Sora's own default).
+  - release() keeps the upstream video: remix needs it, and Sora expires its assets by itself.
+  - A 401/403, a 404 on create/poll, a 400 about `model` (a channel's model map naming a model the account
+    cannot use) and quota/billing codes are the channel's problem, not the client's: UpstreamTransient, so
+    another channel can take the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vidgate.config import Settings
+from vidgate.errors import UpstreamRejected, UpstreamTransient
+from vidgate.providers.base import (
+    Credentials,
+    MediaInput,
+    ModelSpec,
+    Progress,
+    Provider,
+    Submitted,
+    VideoRequest,
+)
+from vidgate.providers.http import download_to, send
+
+log = logging.getLogger("vidgate.providers.openai")
+
+DEFAULT_BASE_URL = "https://api.openai.com"
+SECONDS = (4, 8, 12)
+SORA2_SIZES = ("720x1280", "1280x720")
+PRO_SIZES = (*SORA2_SIZES, "1024x1792", "1792x1024")
+DEFAULT_SIZE = "720x1280"
+# Sora takes JPEG, PNG and WebP references; anything else (BMP, GIF) is re-encoded.
+_ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+_STATES = {"queued": "queued", "in_progress": "in_progress", "completed": "completed", "failed": "failed"}
+# Upstream `param` -> the client's field it stands for.
+_PARAMS = {
+    "prompt": "prompt",
+    "seconds": "seconds",
+    "size": "size",
+    "input_reference": "input_reference",
+    "input_reference.image_url": "input_reference",
+    "input_reference.file_id": "input_reference",
+}
+# 400 codes that describe our account, not the request: another channel may still serve it.
+_ACCOUNT_CODES = frozenset({"billing_hard_limit_reached", "insufficient_quota", "billing_not_active"})
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[^,;]*)*?;base64,(?P<data>.*)$", re.S)
+PREVIEWS = {"thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
+
+
+def _model(name: str, sizes: tuple[str, ...], description: str) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        provider="openai",
+        modes=frozenset({"t2v", "i2v"}),
+        seconds=SECONDS,
+        default_seconds=4,
+        sizes=sizes,
+        tiers={"720P": DEFAULT_SIZE},
+        default_size=DEFAULT_SIZE,
+        audio=False,
+        remix=True,
+        # Sora renders take minutes (pro at 12 s, longer); two hours covers a busy queue.
+        deadline_s=2 * 3600,
+        poll_hint_ms=5000,
+        description=description,
+    )
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    _model("sora-2", SORA2_SIZES, "OpenAI Sora 2 (with its own soundtrack, not controllable)"),
+    _model("sora-2-pro", PRO_SIZES, "OpenAI Sora 2 Pro, up to 1792x1024 (with its own soundtrack)"),
+)
+
+
+def api_base(creds: Credentials) -> str:
+    """The API root ending in /v1, whether base_url was given with or without it."""
+    base = (creds.base_url or DEFAULT_BASE_URL).rstrip("/")
+    return base if base.endswith("/v1") else base + "/v1"
+
+
+def build_body(req: VideoRequest) -> dict[str, str]:
+    """The text fields of the multipart create body (the image goes in as a separate file part)."""
+    return {"prompt": req.prompt, "model": req.model, "seconds": str(req.seconds), "size": req.size}
+
+
+def fit_image(data: bytes, width: int, height: int) -> tuple[bytes, str]:
+    """The image cover-fitted to exactly width x height (scaled to fill, centre-cropped), and its MIME type."""
+    with Image.open(io.BytesIO(data)) as image:
+        image_format = image.format or ""
+        rotated = image.getexif().get(0x0112, 1) not in (1, None)
+        if image.size == (width, height) and image_format in _ACCEPTED_FORMATS and not rotated:
+            return data, _ACCEPTED_FORMATS[image_format]
+        # Phone photos are stored sideways with an EXIF rotation; fit what the user actually sees.
+        upright = ImageOps.exif_transpose(image)
+        alpha = upright.mode in ("RGBA", "LA") or "transparency" in upright.info
+        fitted = ImageOps.fit(upright.convert("RGBA" if alpha else "RGB"), (width, height), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if alpha:
+        fitted.save(out, format="PNG")
+        return out.getvalue(), "image/png"
+    fitted.save(out, format="JPEG", quality=95)
+    return out.getvalue(), "image/jpeg"
+
+
+def reference_bytes(item: MediaInput) -> bytes:
+    """The raw bytes of an image input: its stored file, or a data: URI decoded."""
+    if item.path is not None:
+        return item.path.read_bytes()
+    match = _DATA_URI.match(item.url or "")
+    if match is None:
+        # needs_bytes makes vidgate store every input before submit; a bare URL here has no bytes to send.
+        raise UpstreamRejected(f"{item.field}: the image could not be read", param=item.field)
+    try:
+        return base64.b64decode(match.group("data"))
+    except (binascii.Error, ValueError) as exc:
+        raise UpstreamRejected(f"{item.field}: the data: URI is not valid base64", param=item.field) from exc
+
+
+def reference_part(item: MediaInput, width: int, height: int) -> tuple[str, bytes, str]:
+    """The `input_reference` file part: (filename, bytes fitted to WxH, MIME type)."""
+    try:
+        data, mime = fit_image(reference_bytes(item), width, height)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UpstreamRejected(f"{item.field} is not a readable image", param=item.field) from exc
+    suffix = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[mime]
+    return f"reference.{suffix}", data, mime
+
+
+def parse_progress(payload: Mapping[str, Any]) -> Progress:
+    """A Video object → Progress; an unknown or missing status raises UpstreamTransient (read again later)."""
+    status = payload.get("status")
+    if not isinstance(status, str) or status not in _STATES:
+        raise UpstreamTransient(f"unknown Sora video status {status!r}")
+    state = _STATES[status]
+    if state == "completed":
+        return Progress(state="completed", progress=100)
+    if state == "failed":
+        found = payload.get("error")
+        error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        return Progress(
+            state="failed",
+            error_code=str(error.get("code") or "generation_failed"),
+            error_message=str(error.get("message") or "Sora reported the video as failed without a reason."),
+        )
+    raw = payload.get("progress")
+    progress = int(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
+    return Progress(state=state, progress=progress)  # type: ignore[arg-type]
+
+
+def map_error(status: int, body: Any) -> Exception:
+    """An OpenAI error answer → UpstreamTransient (try later or elsewhere) or UpstreamRejected (the client's)."""
+    found = body.get("error") if isinstance(body, Mapping) else None
+    error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    message = str(error.get("message") or (body if isinstance(body, str) else "") or f"HTTP {status}")[:1000]
+    code = str(error["code"]) if error.get("code") else None
+    param = str(error["param"]) if error.get("param") else None
+    text = f"Sora {status}{f' {code}' if code else ''}: {message}"
+    if status in (401, 403, 404, 408, 409, 429) or status >= 500:
+        return UpstreamTransient(text, status=status)
+    if code in _ACCOUNT_CODES or param == "model":
+        return UpstreamTransient(text, status=status)
+    return UpstreamRejected(message, code=code, param=_PARAMS.get(param or ""))
+
+
+def _remix_error(status: int, body: Any) -> Exception:
+    if status == 404:
+        # The source video is gone upstream (deleted or expired); no other channel holds it either.
+        return UpstreamRejected(
+            "The source video no longer exists upstream, so it cannot be remixed.",
+            code="video_not_found",
+            param="video_id",
+        )
+    mapped = map_error(status, body)
+    if isinstance(mapped, UpstreamRejected) and mapped.param is None:
+        mapped.param = "video_id"
+    return mapped
+
+
+def from_settings(settings: Settings, http: httpx.AsyncClient) -> OpenAIProvider:
+    return OpenAIProvider(http)
+
+
+class OpenAIProvider(Provider):
+    """Sora 2 models on an OpenAI account (Bearer key)."""
+
+    name = "openai"
+    # Reference images must be fitted to the exact size, which needs their bytes (see the module docstring).
+    needs_bytes = True
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    def models(self) -> Sequence[ModelSpec]:
+        return MODELS
+
+    @staticmethod
+    def _auth(creds: Credentials) -> dict[str, str]:
+        return {"Authorization": f"Bearer {creds.api_key}"}
+
+    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+        # Every text field as a nameless part, so the body is multipart even without an image.
+        parts: list[tuple[str, Any]] = [(key, (None, value)) for key, value in build_body(req).items()]
+        reference = req.input("first_frame")
+        if reference is not None:
+            part = await asyncio.to_thread(reference_part, reference, req.width, req.height)
+            parts.append(("input_reference", part))
+        url = f"{api_base(creds)}/videos"
+        data = await send(self._http, "POST", url, headers=self._auth(creds), files=parts, error=map_error)
+        return _submitted(data)
+
+    async def remix(self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+        url = f"{api_base(creds)}/videos/{source_upstream_id}/remix"
+        data = await send(
+            self._http, "POST", url, headers=self._auth(creds), json={"prompt": req.prompt}, error=_remix_error
+        )
+        return _submitted(data)
+
+    async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
+        url = f"{api_base(creds)}/videos/{upstream_id}"
+        data = await send(self._http, "GET", url, headers=self._auth(creds), error=map_error)
+        if not isinstance(data, Mapping):
+            raise UpstreamTransient("Sora answered a video read with something that is not an object")
+        progress = parse_progress(data)
+        if progress.state == "completed":
+            # No URL is ever returned: the bytes live behind /content, read with the same key.
+            return replace(progress, video_url=f"{url}/content")
+        return progress
+
+    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
+        if not result.video_url:
+            raise UpstreamTransient("no content URL to download")
+        await download_to(self._http, result.video_url, dest, headers=self._auth(creds))
+
+    async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
+        """Sora's own thumbnail (WebP) and spritesheet (JPEG); whichever fails is made from the video instead."""
+        stored: dict[str, Path] = {}
+        for variant, filename in PREVIEWS.items():
+            dest = folder / filename
+            url = f"{api_base(creds)}/videos/{upstream_id}/content?variant={variant}"
+            try:
+                await download_to(self._http, url, dest, headers=self._auth(creds))
+            except UpstreamTransient as exc:
+                log.info("Sora %s of %s unavailable: %s", variant, upstream_id, exc)
+                continue
+            if _is_format(dest, "WEBP" if variant == "thumbnail" else "JPEG"):
+                stored[variant] = dest
+            else:
+                # The spritesheet's type is not documented (providers.md §1.5); serve only what we promise.
+                dest.unlink(missing_ok=True)
+        return stored
+
+
+def _submitted(data: Any) -> Submitted:
+    video_id = data.get("id") if isinstance(data, Mapping) else None
+    if not isinstance(video_id, str) or not video_id:
+        raise UpstreamTransient("Sora accepted the video but returned no id")
+    # The create answer's status is not trusted here; the first poll reads the real one.
+    return Submitted(upstream_id=video_id, progress=Progress(state="queued", progress=0))
+
+
+def _is_format(path: Path, expected: str) -> bool:
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    if expected == "WEBP":
+        return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    return head[:3] == b"\xff\xd8\xff"
