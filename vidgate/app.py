@@ -10,16 +10,16 @@ import httpx
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api import admin, content, dashscope, errors, openai_videos, usage
+from vidgate.api import admin, content, dashscope, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.middleware import Measure, RequestId
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
 from vidgate.engine.health import ChannelHealth
 from vidgate.engine.poller import Poller
+from vidgate.engine.submit import Submitter
 from vidgate.engine.webhooks import Deliverer
 from vidgate.metrics import Metrics
-from vidgate.engine.submit import Submitter
 from vidgate.providers.registry import build_registry
 from vidgate.store.db import create_engine, migrate
 
@@ -45,7 +45,12 @@ def create_app(settings: Settings) -> FastAPI:
         submitter = Submitter(settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics)
         deliverer = Deliverer(settings=settings, db=db, http=http, metrics=metrics)
         poller = Poller(
-            settings=settings, db=db, registry=registry, submitter=submitter, metrics=metrics, webhooks_due=deliverer.wake
+            settings=settings,
+            db=db,
+            registry=registry,
+            submitter=submitter,
+            metrics=metrics,
+            webhooks_due=deliverer.wake,
         )
         submitter.on_created = poller.wake
         for provider in registry.providers.values():
@@ -91,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     # The path the product's users already call (a DashScope endpoint as resold under /alibailian).
     app.include_router(dashscope.router, prefix="/alibailian/api/v1", include_in_schema=False)
     app.include_router(admin.router)
+    app.include_router(playground.router)
     app.include_router(usage.router)
     app.add_middleware(Measure, metrics=metrics)
     app.add_middleware(RequestId)

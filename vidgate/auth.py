@@ -6,6 +6,7 @@ cost ~100 ms a request and buy nothing); lookups go by hash, and the final compa
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -34,6 +35,11 @@ def new_key_id() -> str:
     return "key_" + secrets.token_hex(8)
 
 
+def new_webhook_secret() -> str:
+    """A Standard Webhooks signing secret: whsec_ and 24 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -58,7 +64,14 @@ class KeyRing:
         self._windows: dict[str, deque[float]] = {}
 
     async def create(
-        self, *, name: str, models: list[str] | None = None, rpm: int | None = None
+        self,
+        *,
+        name: str,
+        models: list[str] | None = None,
+        rpm: int | None = None,
+        quota_micros: int | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
     ) -> tuple[str, KeyRecord]:
         """Create a key; the plaintext is returned once and never stored."""
         key = new_key()
@@ -70,6 +83,9 @@ class KeyRing:
             key_prefix=display_prefix(key),
             models=models,
             rpm=rpm,
+            quota_micros=quota_micros,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
         )
         return key, record
 

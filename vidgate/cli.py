@@ -6,6 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -16,10 +17,15 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from vidgate.auth import KeyRing
+from vidgate.auth import KeyRing, new_webhook_secret
 from vidgate.config import Settings, load_settings
+from vidgate.engine.health import load_health
+from vidgate.engine.pricing import from_micros, to_micros
+from vidgate.engine.webhooks import recent as recent_deliveries
 from vidgate.errors import ConfigError, VidgateError
 from vidgate.store import keys as key_store
+from vidgate.store import tasks as task_store
+from vidgate.store import usage as usage_store
 from vidgate.store.db import create_engine, migrate
 
 app = typer.Typer(help="vidgate: one key and one API for video generation.", no_args_is_help=True, add_completion=False)
@@ -86,24 +92,55 @@ def keys_create(
     name: Annotated[str, typer.Option("--name", help="A label for the key.")],
     models: Annotated[str | None, typer.Option(help="Comma-separated models the key may use (default: all).")] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute allowed (default: unlimited).", min=1)] = None,
+    quota: Annotated[str | None, typer.Option(help="Spending limit in USD (default: none).")] = None,
+    webhook: Annotated[
+        str | None, typer.Option(help="URL that receives video.completed / video.failed events.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Create a key and print it (alone, on stdout). It is shown only this once."""
+    """Create a key; print it alone on line 1 (shown only this once) and, with --webhook, its secret on line 2."""
     settings = _settings(config)
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    quota_micros = _quota(quota)
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        err.print("[red]--webhook must be an http(s) URL[/red]")
+        raise typer.Exit(2)
+    secret = new_webhook_secret() if webhook else None
 
     async def create(engine: AsyncEngine) -> str:
-        key, _record = await KeyRing(engine).create(name=name, models=allowed, rpm=rpm)
+        key, _record = await KeyRing(engine).create(
+            name=name, models=allowed, rpm=rpm, quota_micros=quota_micros, webhook_url=webhook, webhook_secret=secret
+        )
         return key
 
     typer.echo(_with_db(settings, create))
+    if secret:
+        typer.echo(secret)
+
+
+def _quota(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        err.print(f"[red]--quota must be a number of USD, got {text!r}[/red]")
+        raise typer.Exit(2) from exc
+    if value < 0:
+        err.print("[red]--quota cannot be negative[/red]")
+        raise typer.Exit(2)
+    return to_micros(value)
 
 
 @keys_app.command("list")
 def keys_list(config: ConfigOpt = None) -> None:
     """List keys (never their secrets)."""
-    records = _with_db(_settings(config), key_store.list_keys)
-    table = Table("id", "name", "key", "models", "rpm", "created", "state")
+
+    async def collect(engine: AsyncEngine) -> tuple[list[key_store.KeyRecord], dict[str, int]]:
+        return await key_store.list_keys(engine), await usage_store.spent_by_key(engine)
+
+    records, spent = _with_db(_settings(config), collect)
+    table = Table("id", "name", "key", "models", "rpm", "spent (USD)", "quota (USD)", "webhook", "created", "state")
     for rec in records:
         table.add_row(
             rec.id,
@@ -111,6 +148,9 @@ def keys_list(config: ConfigOpt = None) -> None:
             rec.key_prefix,
             ",".join(rec.models) if rec.models is not None else "all",
             str(rec.rpm or "-"),
+            str(from_micros(spent.get(rec.id, 0))),
+            str(from_micros(rec.quota_micros)) if rec.quota_micros is not None else "-",
+            rec.webhook_url or "-",
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(rec.created_at)),
             "active" if rec.active else "revoked",
         )
@@ -180,6 +220,74 @@ def models(config: ConfigOpt = None) -> None:
             spec.default_size,
             "yes" if spec.audio else "no",
             price_text,
+        )
+    out.print(table)
+
+
+@app.command()
+def channels(config: ConfigOpt = None) -> None:
+    """Each channel: provider, models, unfinished tasks, health."""
+    from vidgate.providers.registry import build_registry
+
+    settings = _settings(config)
+
+    async def collect(engine: AsyncEngine) -> tuple[Any, dict[str, int], dict[str, dict[str, object]]]:
+        async with httpx.AsyncClient() as http:
+            registry = build_registry(settings, http)
+        return registry, await task_store.in_flight_by_channel(engine), await load_health(engine)
+
+    registry, in_flight, health = _with_db(settings, collect)
+    table = Table("channel", "provider", "models", "priority", "weight", "in flight", "health", "last error")
+    now = time.time()
+    for channel in registry.channels:
+        served = [
+            spec.name for spec in registry.models() if channel.serves(spec.name) and spec.provider == channel.provider
+        ]
+        state = health.get(channel.name, {})
+        shown = str(state.get("state", "closed"))
+        open_until = state.get("open_until")
+        if shown == "open" and isinstance(open_until, float):
+            shown = f"open ({max(0, int(open_until - now))} s left)" if open_until > now else "open (trial due)"
+        cap = f"/{channel.max_in_flight}" if channel.max_in_flight else ""
+        table.add_row(
+            channel.name,
+            channel.provider,
+            ",".join(served),
+            str(channel.priority),
+            str(channel.weight),
+            f"{in_flight.get(channel.name, 0)}{cap}",
+            "healthy" if shown == "closed" else shown,
+            str(state.get("last_error") or "-"),
+        )
+    out.print(table)
+
+
+webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 50
+) -> None:
+    """Recent webhook deliveries and their outcome."""
+
+    async def collect(engine: AsyncEngine) -> list[Any]:
+        return await recent_deliveries(engine, limit=limit)
+
+    rows = _with_db(_settings(config), collect)
+    table = Table("event", "type", "video", "url", "status", "attempts", "last answer", "created")
+    for row in rows:
+        answer = str(row["last_status"] or row["last_error"] or "-")
+        table.add_row(
+            row["id"],
+            row["event_type"],
+            row["task_id"],
+            row["url"],
+            row["status"],
+            str(row["attempts"]),
+            answer,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["created_at"])),
         )
     out.print(table)
 

@@ -165,9 +165,15 @@ class FakeUpstream:
         elif content_type.startswith("multipart/form-data"):
             async with request.form() as form:
                 for key, value in form.multi_items():
-                    entry.form[key] = value if isinstance(value, str) else {
-                        "filename": value.filename, "content_type": value.content_type, "data": await value.read()
-                    }
+                    entry.form[key] = (
+                        value
+                        if isinstance(value, str)
+                        else {
+                            "filename": value.filename,
+                            "content_type": value.content_type,
+                            "data": await value.read(),
+                        }
+                    )
         self.history.append(entry)
         return entry
 

@@ -29,8 +29,14 @@ from tests.fakes.base import FakeUpstream, Fault, InjectedFault, Recorded, make_
 
 T2V_MODELS = ("kling-v1", "kling-v1-6", "kling-v2-master", "kling-v2-1-master", "kling-v2-5-turbo", "kling-v2-6")
 I2V_MODELS = (
-    "kling-v1", "kling-v1-5", "kling-v1-6", "kling-v2-master", "kling-v2-1", "kling-v2-1-master",
-    "kling-v2-5-turbo", "kling-v2-6",
+    "kling-v1",
+    "kling-v1-5",
+    "kling-v1-6",
+    "kling-v2-master",
+    "kling-v2-1",
+    "kling-v2-1-master",
+    "kling-v2-5-turbo",
+    "kling-v2-6",
 )
 MODELS = {"text2video": T2V_MODELS, "image2video": I2V_MODELS}
 DURATIONS = ("5", "10")
@@ -141,8 +147,9 @@ class FakeKling(FakeUpstream):
             return self._error(KlingError(503, 5001, "service temporarily unavailable, under maintenance"))
         if kind == "502":
             # A 502 comes from the load balancer in front of the API, not from Kling itself.
-            return PlainTextResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502,
-                                     media_type="text/html")
+            return PlainTextResponse(
+                "<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502, media_type="text/html"
+            )
         if kind == "timeout":
             return self._error(KlingError(504, 5002, "server internal timeout, please retry later"))
         return self._error(KlingError(500, 5000, "server internal error"))
@@ -151,8 +158,9 @@ class FakeKling(FakeUpstream):
 
     @staticmethod
     def _error(err: KlingError) -> JSONResponse:
-        return JSONResponse({"code": err.code, "message": err.message, "request_id": str(uuid.uuid4())},
-                            status_code=err.http_status)
+        return JSONResponse(
+            {"code": err.code, "message": err.message, "request_id": str(uuid.uuid4())}, status_code=err.http_status
+        )
 
     @staticmethod
     def _ok(data: Any) -> JSONResponse:
@@ -264,7 +272,7 @@ class FakeKling(FakeUpstream):
         # Newest first, as a task console would list them (the docs do not state the order).
         family = sorted((t for t in self.tasks.values() if t.kind == kind), key=lambda t: t.created_at, reverse=True)
         start = (page_num - 1) * page_size
-        return self._ok([self._task_data(t) for t in family[start:start + page_size]])
+        return self._ok([self._task_data(t) for t in family[start : start + page_size]])
 
     async def _query(self, request: Request) -> Response:
         entry = await self.record(request)
@@ -336,8 +344,15 @@ class FakeKling(FakeUpstream):
             fail = RISK_CONTROL_MSG
         task = KlingTask(
             task_id=f"{int(time.time() * 1000)}{next(self._ids):06d}",
-            kind=kind, body=body, model_name=model, duration=duration, aspect_ratio=aspect,
-            external_task_id=external, created_at=ts, updated_at=ts, fail_message=fail,
+            kind=kind,
+            body=body,
+            model_name=model,
+            duration=duration,
+            aspect_ratio=aspect,
+            external_task_id=external,
+            created_at=ts,
+            updated_at=ts,
+            fail_message=fail,
         )
         self.tasks[task.task_id] = task
         return task
@@ -388,7 +403,7 @@ class FakeKling(FakeUpstream):
     def _check_sound(model: str, body: dict[str, Any]) -> None:
         sound = body.get("sound", "off")
         if sound not in ("on", "off"):
-            raise KlingError(400, 1201, "sound must be \"on\" or \"off\"")
+            raise KlingError(400, 1201, 'sound must be "on" or "off"')
         if sound == "on" and model != "kling-v2-6":
             raise KlingError(400, 1201, f"sound is not supported by {model}")
 
@@ -422,10 +437,12 @@ class FakeKling(FakeUpstream):
         masks = body.get("static_mask") or body.get("dynamic_masks")
         groups = [bool(image and tail), bool(masks), bool(body.get("camera_control"))]
         if sum(groups) > 1:
-            raise KlingError(400, 1201, "image+image_tail, static_mask/dynamic_masks and camera_control "
-                                        "cannot be used together")
-        sizes = {name: self._check_image(name, value) for name, value in (("image", image), ("image_tail", tail))
-                 if value}
+            raise KlingError(
+                400, 1201, "image+image_tail, static_mask/dynamic_masks and camera_control cannot be used together"
+            )
+        sizes = {
+            name: self._check_image(name, value) for name, value in (("image", image), ("image_tail", tail)) if value
+        }
         size = sizes.get("image") or sizes.get("image_tail")
         return nearest_aspect(*size) if size else "16:9"
 

@@ -29,8 +29,9 @@ def sign(payload: dict[str, Any], secret: str = "sk-test", alg: str = "HS256") -
         return jwt.encode(payload, secret, algorithm=alg, headers={"typ": "JWT"})
 
 
-def make_token(iss: str = "ak-test", secret: str = "sk-test", exp_in: float = 1800, nbf_in: float = -5,
-               alg: str = "HS256") -> str:
+def make_token(
+    iss: str = "ak-test", secret: str = "sk-test", exp_in: float = 1800, nbf_in: float = -5, alg: str = "HS256"
+) -> str:
     now = int(time.time())
     return sign({"iss": iss, "exp": int(now + exp_in), "nbf": int(now + nbf_in)}, secret, alg)
 
@@ -238,8 +239,9 @@ NOT_AN_IMAGE = base64.b64encode(b"definitely not an image").decode()
         (T2V, {"prompt": "p" * 2501}, "at most 2500"),
     ],
 )
-def test_validation_refusals(fake: FakeKling, client: httpx.Client, path: str, body: dict[str, Any],
-                             needle: str) -> None:
+def test_validation_refusals(
+    fake: FakeKling, client: httpx.Client, path: str, body: dict[str, Any], needle: str
+) -> None:
     message = refusal(client.post(path, json=body), 400, 1201)
     assert needle in message
     assert fake.tasks == {}

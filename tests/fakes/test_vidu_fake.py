@@ -87,8 +87,15 @@ def test_text2video_lifecycle_and_download(fake: FakeVidu, client: httpx.Client)
     assert created["task_id"].isdigit()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", created["created_at"])
     echoed = {k: created[k] for k in ("model", "style", "prompt", "duration", "seed", "aspect_ratio", "resolution")}
-    assert echoed == {"model": "viduq2", "style": "general", "prompt": "a fox in the snow", "duration": 8,
-                      "seed": 123, "aspect_ratio": "4:3", "resolution": "540p"}
+    assert echoed == {
+        "model": "viduq2",
+        "style": "general",
+        "prompt": "a fox in the snow",
+        "duration": 8,
+        "seed": 123,
+        "aspect_ratio": "4:3",
+        "resolution": "540p",
+    }
     assert created["credits"] > 0 and created["bgm"] is False and created["movement_amplitude"] == "auto"
     task_id = created["task_id"]
     states = [poll(client, task_id)["state"] for _ in range(4)]
@@ -151,8 +158,9 @@ def test_polls_per_step_slows_progress() -> None:
 )
 def test_auth_refusals(fake: FakeVidu, authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization else {}
-    response = httpx.post(f"{fake.base_url}{BASE}/text2video", json={"model": "viduq1", "prompt": "x"},
-                          headers=headers, trust_env=False)
+    response = httpx.post(
+        f"{fake.base_url}{BASE}/text2video", json={"model": "viduq1", "prompt": "x"}, headers=headers, trust_env=False
+    )
     assert refusal(response, 401, "Unauthorized") == "unauthorized"
     assert fake.tasks == {}
     query = httpx.get(f"{fake.base_url}{BASE}/tasks/1/creations", headers=headers, trust_env=False)
@@ -176,34 +184,55 @@ RAW_BASE64 = data_uri().split(",", 1)[1]
         ("text2video", {"duration": "5"}, "FieldInvalid", "invalid field: duration"),
         ("text2video", {"resolution": "720p"}, "FieldInvalid", "invalid field: resolution"),
         ("text2video", {"model": "vidu1.5", "duration": 5}, "FieldInvalid", "invalid field: duration"),
-        ("text2video", {"model": "vidu1.5", "duration": 8, "resolution": "1080p"}, "FieldInvalid",
-         "invalid field: resolution"),
+        (
+            "text2video",
+            {"model": "vidu1.5", "duration": 8, "resolution": "1080p"},
+            "FieldInvalid",
+            "invalid field: resolution",
+        ),
         ("text2video", {"model": "viduq2", "duration": 11}, "FieldInvalid", "invalid field: duration"),
-        ("start-end2video", {"model": "viduq2-pro", "duration": 9, "images": [data_uri(), data_uri()]},
-         "FieldInvalid", "invalid field: duration"),
+        (
+            "start-end2video",
+            {"model": "viduq2-pro", "duration": 9, "images": [data_uri(), data_uri()]},
+            "FieldInvalid",
+            "invalid field: duration",
+        ),
         ("text2video", {"model": "viduq2", "resolution": "1280x720"}, "FieldInvalid", "invalid field: resolution"),
-        ("img2video", {"model": "viduq2-pro-fast", "resolution": "540p", "images": [data_uri()]}, "FieldInvalid",
-         "invalid field: resolution"),
+        (
+            "img2video",
+            {"model": "viduq2-pro-fast", "resolution": "540p", "images": [data_uri()]},
+            "FieldInvalid",
+            "invalid field: resolution",
+        ),
         ("text2video", {"aspect_ratio": "21:9"}, "FieldInvalid", "invalid field: aspect_ratio"),
         ("text2video", {"aspect_ratio": "4:3"}, "FieldInvalid", "invalid field: aspect_ratio"),
         ("img2video", {}, "FieldLacking", "field is missing or empty: images"),
         ("img2video", {"images": [data_uri(), data_uri()]}, "FieldItemCountOutOfRange", "images"),
         ("start-end2video", {"images": [data_uri()]}, "FieldItemCountOutOfRange", "images"),
         ("reference2video", {"images": [data_uri()] * 8}, "FieldItemCountOutOfRange", "images"),
-        ("reference2video", {"model": "vidu2.0", "duration": 4, "images": [data_uri()] * 4},
-         "FieldItemCountOutOfRange", "images"),
+        (
+            "reference2video",
+            {"model": "vidu2.0", "duration": 4, "images": [data_uri()] * 4},
+            "FieldItemCountOutOfRange",
+            "images",
+        ),
         ("img2video", {"images": [RAW_BASE64]}, "FieldInvalid", "invalid field: images"),
         ("img2video", {"images": ["data:image/png;base64,!!!"]}, "FieldInvalid", "invalid field: images"),
-        ("img2video", {"images": ["data:image/png;base64," + base64.b64encode(b"nope").decode()]},
-         "ImageFormatInvalid", "image format invalid"),
+        (
+            "img2video",
+            {"images": ["data:image/png;base64," + base64.b64encode(b"nope").decode()]},
+            "ImageFormatInvalid",
+            "image format invalid",
+        ),
         ("img2video", {"images": [data_uri(400, 64)]}, "PageSizeOutOfRange", "1:4"),
         ("text2video", {"style": "noir"}, "FieldInvalid", "invalid field: style"),
         ("text2video", {"movement_amplitude": "huge"}, "FieldInvalid", "invalid field: movement_amplitude"),
         ("text2video", {"prompt": "p" * 2001}, "FieldInvalid", "invalid field: prompt"),
     ],
 )
-def test_validation_refusals(fake: FakeVidu, client: httpx.Client, endpoint: str, body: dict[str, Any],
-                             reason: str, message: str) -> None:
+def test_validation_refusals(
+    fake: FakeVidu, client: httpx.Client, endpoint: str, body: dict[str, Any], reason: str, message: str
+) -> None:
     defaults: dict[str, Any] = {"model": "viduq1", "prompt": "x"}
     response = client.post(f"{BASE}/{endpoint}", json={**defaults, **body})
     assert message in refusal(response, 400, reason)
@@ -212,8 +241,9 @@ def test_validation_refusals(fake: FakeVidu, client: httpx.Client, endpoint: str
 
 def test_null_images_can_be_refused(fake: FakeVidu, client: httpx.Client) -> None:
     fake.reject_null_images = True
-    refusal(client.post(f"{BASE}/text2video", json={"model": "viduq1", "prompt": "x", "images": None}), 400,
-            "FieldUnwanted")
+    refusal(
+        client.post(f"{BASE}/text2video", json={"model": "viduq1", "prompt": "x", "images": None}), 400, "FieldUnwanted"
+    )
 
 
 def test_q3_allows_longer_prompt_and_duration(client: httpx.Client) -> None:
@@ -270,8 +300,7 @@ def test_injected_http_faults(fake: FakeVidu, client: httpx.Client, fault: Any, 
 
 def test_drop_reply_creates_a_ghost_task(fake: FakeVidu, client: httpx.Client) -> None:
     fake.faults.queue("submit", "drop_reply")
-    refusal(client.post(f"{BASE}/text2video", json={"model": "viduq1", "prompt": "x"}), 500,
-            "InternalServiceFailure")
+    refusal(client.post(f"{BASE}/text2video", json={"model": "viduq1", "prompt": "x"}), 500, "InternalServiceFailure")
     assert len(fake.tasks) == 1
 
 

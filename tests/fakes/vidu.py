@@ -35,7 +35,13 @@ MODELS = {
     "text2video": ("viduq3-turbo", "viduq3-pro", "viduq2", "viduq1", "vidu1.5"),
     "img2video": ("viduq2-pro-fast", "viduq2-pro", "viduq2-turbo", "viduq1", "viduq1-classic", "vidu2.0", "vidu1.5"),
     "start-end2video": (
-        "viduq2-pro-fast", "viduq2-pro", "viduq2-turbo", "viduq1", "viduq1-classic", "vidu2.0", "vidu1.5",
+        "viduq2-pro-fast",
+        "viduq2-pro",
+        "viduq2-turbo",
+        "viduq1",
+        "viduq1-classic",
+        "vidu2.0",
+        "vidu1.5",
     ),
     "reference2video": ("viduq2", "viduq1", "vidu2.0", "vidu1.5"),
 }
@@ -147,8 +153,9 @@ class FakeVidu(FakeUpstream):
             return self._error(ViduError(429, "TooManyRequests", "too many requests, please retry later"))
         if kind == "502":
             # A 502 comes from the load balancer in front of the API, not from Vidu itself.
-            return PlainTextResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502,
-                                     media_type="text/html")
+            return PlainTextResponse(
+                "<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502, media_type="text/html"
+            )
         if kind == "503":
             # Not in Vidu's published table; a maintenance window answers like this behind their gateway.
             return self._error(ViduError(503, "ServiceUnavailable", "service unavailable"))
@@ -160,8 +167,12 @@ class FakeVidu(FakeUpstream):
 
     @staticmethod
     def _error(err: ViduError) -> JSONResponse:
-        body = {"code": err.status, "reason": err.reason, "message": err.message,
-                "metadata": {"trace_id": secrets.token_hex(16)}}
+        body = {
+            "code": err.status,
+            "reason": err.reason,
+            "message": err.message,
+            "metadata": {"trace_id": secrets.token_hex(16)},
+        }
         return JSONResponse(body, status_code=err.status)
 
     def _authenticate(self, entry: Recorded) -> None:
@@ -194,8 +205,15 @@ class FakeVidu(FakeUpstream):
                 # The task exists upstream but the client only sees a 500 (a ghost task that still costs credits).
                 raise ViduError(500, "InternalServiceFailure", "internal service failure")
             state = "paused_x" if injected == "unknown_status" else task.state
-            return JSONResponse({"task_id": task.task_id, "state": state, **task.params, "credits": task.credits,
-                                 "created_at": task.created_at})
+            return JSONResponse(
+                {
+                    "task_id": task.task_id,
+                    "state": state,
+                    **task.params,
+                    "credits": task.credits,
+                    "created_at": task.created_at,
+                }
+            )
         except ViduError as err:
             return self._error(err)
 
@@ -278,7 +296,11 @@ class FakeVidu(FakeUpstream):
             credits = max(1, credits // 2)
         task = ViduTask(
             task_id=f"9162050{int(time.time()) % 10**7:07d}{next(self._ids):04d}",
-            endpoint=endpoint, params=params, credits=credits, created_at=rfc3339_now(), fail_code=fail,
+            endpoint=endpoint,
+            params=params,
+            credits=credits,
+            created_at=rfc3339_now(),
+            fail_code=fail,
         )
         self.tasks[task.task_id] = task
         return task
@@ -302,9 +324,7 @@ class FakeVidu(FakeUpstream):
             raise lacking("images")
         if not isinstance(images, list):
             raise invalid("images")
-        low, high = {"img2video": (1, 1), "start-end2video": (2, 2)}.get(
-            endpoint, (1, 3 if model in LEGACY else 7)
-        )
+        low, high = {"img2video": (1, 1), "start-end2video": (2, 2)}.get(endpoint, (1, 3 if model in LEGACY else 7))
         if not low <= len(images) <= high:
             raise ViduError(400, "FieldItemCountOutOfRange", f"field item count out of range: images ({low}-{high})")
         for image in images:
@@ -452,12 +472,14 @@ class FakeVidu(FakeUpstream):
         # Published at completion so a test can set file_ttl_s beforehand to get an already-expired URL.
         width, height = FRAME_SIZES.get(task.params.get("aspect_ratio", "16:9"), (160, 90))
         video = make_mp4(width, height, seed=len(self.tasks))
-        task.creations = [{
-            "id": f"{task.task_id}01",
-            "url": self.publish(video),
-            "cover_url": self.publish(jpeg_cover(width, height), suffix="jpg"),
-            "watermarked_url": self.publish(video),
-        }]
+        task.creations = [
+            {
+                "id": f"{task.task_id}01",
+                "url": self.publish(video),
+                "cover_url": self.publish(jpeg_cover(width, height), suffix="jpg"),
+                "watermarked_url": self.publish(video),
+            }
+        ]
         task.state = "success"
 
     @staticmethod

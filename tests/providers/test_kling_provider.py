@@ -252,6 +252,7 @@ def test_error_without_kling_body_is_transient() -> None:
         ("cfg_scale is not supported by kling-v2-master (kling-v2.x models)", "metadata.cfg_scale"),
         ("negative_prompt must be at most 2500 characters", "metadata.negative_prompt"),
         ("model_name 'kling-v9' is not supported by text2video", "model"),
+        ("requested resource does not exist (e.g. model)", None),
         ("something else entirely", None),
     ],
 )
@@ -402,7 +403,7 @@ def test_t2v_completes_with_the_vendor_body(client: OpenAI, upstream: FakeKling)
         model="kling-v1",
         prompt="a cat surfing at dawn",
         seconds="5",  # type: ignore[arg-type]
-        size="720x1280",  # type: ignore[arg-type]
+        size="720x1280",
         extra_body={"metadata": json.dumps({"negative_prompt": "blurry", "cfg_scale": 0.3})},
     )
     video = finish(client, video.id)
@@ -554,6 +555,8 @@ def test_upstream_parameter_refusal_is_a_400_naming_the_field(client: OpenAI, up
         )
     assert info.value.param == "input_reference" and "300px" in info.value.message
     assert upstream.tasks == {}
+    # Before believing the refusal, the adapter checked that no task of ours exists (a resubmit is refused too).
+    assert len(upstream.calls("/v1/videos/image2video/video_", method="GET")) == 1
 
 
 def test_poll_faults_never_fail_a_task(client: OpenAI, upstream: FakeKling) -> None:

@@ -360,6 +360,7 @@ def _clean_upstream(request: pytest.FixtureRequest) -> Iterator[None]:
     fake.history.clear()
     yield
     fake.faults.clear()
+    fake.faults.hang_s = 40.0
 
 
 def wait(client: OpenAI, video_id: str, timeout: float = 30.0) -> openai.types.Video:
@@ -448,6 +449,20 @@ def test_i2v_from_a_json_data_uri(gw: Server, client: OpenAI, upstream: FakeSora
     assert dims(sent.form["input_reference"]["data"])[1] == (1792, 1024)
 
 
+def test_a_url_reference_is_fetched_by_vidgate_not_forwarded(gw: Server, upstream: FakeSora) -> None:
+    # Sora needs the exact size, so vidgate fetches URL inputs to fit them, with its private-address guard.
+    url = upstream.publish(png_bytes(64, 64), suffix="png")
+    response = httpx.post(
+        f"{gw.url}/v1/videos",
+        json={"prompt": "from a URL", "model": "sora-2", "input_reference": {"image_url": url}},
+        headers={"Authorization": f"Bearer {gw.key('sora')}"},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "input_reference" and "private" in error["message"]
+    assert creates(upstream) == []
+
+
 def test_remix_reaches_the_upstream_video(client: OpenAI, upstream: FakeSora) -> None:
     source = client.videos.create(prompt="a quiet harbour", model="sora-2", seconds="4")
     assert wait(client, source.id).status == "completed"
@@ -495,7 +510,9 @@ def test_validation_400s_before_any_upstream_call(
 
 
 def test_poll_faults_never_fail_a_task(client: OpenAI, upstream: FakeSora) -> None:
-    upstream.faults.random("poll", 0.3, "500", "429", "garbage", "empty", "unknown_status", "not_found")
+    # A "timeout" hangs for hang_s, then answers 5xx: kept well under vidgate's 30 s client timeout.
+    upstream.faults.hang_s = 0.3
+    upstream.faults.random("poll", 0.3, "500", "429", "garbage", "empty", "unknown_status", "not_found", "timeout")
     upstream.faults.queue("download", "500")
     ids = [client.videos.create(prompt=f"stormy sea {n}", model="sora-2").id for n in range(6)]
     finished = [wait(client, video_id, timeout=45) for video_id in ids]

@@ -376,6 +376,7 @@ def _clean_upstream(request: pytest.FixtureRequest) -> Iterator[None]:
     fake.polls_per_step = 1
     yield
     fake.faults.clear()
+    fake.faults.hang_s = 40.0
     fake.polls_per_step = 1
 
 
@@ -545,7 +546,9 @@ def test_an_upstream_rejection_is_a_400_naming_our_field(client: OpenAI, upstrea
 
 
 def test_poll_faults_never_fail_a_task(client: OpenAI, upstream: FakeVidu) -> None:
-    upstream.faults.random("poll", 0.3, "500", "429", "garbage", "empty", "unknown_status", "not_found")
+    # A "timeout" hangs for hang_s, then answers 5xx: kept well under vidgate's 30 s client timeout.
+    upstream.faults.hang_s = 0.3
+    upstream.faults.random("poll", 0.3, "500", "429", "garbage", "empty", "unknown_status", "not_found", "timeout")
     upstream.faults.queue("download", "502")
     ids = [client.videos.create(prompt=f"stormy sea {n}", model="viduq1").id for n in range(6)]
     finished = [wait(client, video_id, timeout=45) for video_id in ids]

@@ -16,7 +16,11 @@ from vidgate.store.keys import KeyRecord
 from vidgate.store.tables import webhook_deliveries
 from vidgate.store.tasks import Effect, TaskRow
 
-EVENT_TYPES = {TaskStatus.COMPLETED: "video.completed", TaskStatus.FAILED: "video.failed", TaskStatus.CANCELLED: "video.failed"}
+EVENT_TYPES = {
+    TaskStatus.COMPLETED: "video.completed",
+    TaskStatus.FAILED: "video.failed",
+    TaskStatus.CANCELLED: "video.failed",
+}
 
 
 def settlement(row: TaskRow, *, real_duration: float | None) -> Effect | None:
@@ -24,8 +28,12 @@ def settlement(row: TaskRow, *, real_duration: float | None) -> Effect | None:
     if not row.price_micros:
         return None
     per_second = Decimal(row.price_micros) / Decimal(row.seconds)
-    final = settle_amount(row.price_micros, per_second_micros=per_second, requested=row.seconds, real_duration=real_duration)
-    return usage.entry(key_id=row.key_id, task_id=row.id, model=row.model, kind="settle", amount=final - row.price_micros)
+    final = settle_amount(
+        row.price_micros, per_second_micros=per_second, requested=row.seconds, real_duration=real_duration
+    )
+    return usage.entry(
+        key_id=row.key_id, task_id=row.id, model=row.model, kind="settle", amount=final - row.price_micros
+    )
 
 
 def refund(row: TaskRow) -> Effect | None:

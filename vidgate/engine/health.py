@@ -41,7 +41,7 @@ class ChannelHealth:
     def is_open(self, channel: str) -> bool:
         """Out of service right now (no side effect; `available` is what lets a trial through)."""
         breaker = self.breaker(channel)
-        return breaker.state == OPEN and time.time() < breaker.open_until or (
+        return (breaker.state == OPEN and time.time() < breaker.open_until) or (
             breaker.state == HALF_OPEN and breaker.trial_running
         )
 
@@ -93,7 +93,9 @@ class ChannelHealth:
             "updated_at": time.time(),
         }
         async with self._db.begin() as conn:
-            result = await conn.execute(channel_health.update().where(channel_health.c.channel == channel).values(**values))
+            result = await conn.execute(
+                channel_health.update().where(channel_health.c.channel == channel).values(**values)
+            )
             if not result.rowcount:
                 await conn.execute(channel_health.insert().values(channel=channel, **values))
 

@@ -108,7 +108,7 @@ def check_media(path: Path, item: MediaInput) -> str:
         with Image.open(path) as image:
             image.load()
             kind = image.format or ""
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidRequest(
             f"{item.field} is not a readable image (accepted: JPEG, PNG, WebP, BMP).", param=item.field
         ) from exc

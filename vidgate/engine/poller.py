@@ -20,15 +20,15 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate import media
-from vidgate.engine import billing
 from vidgate.config import Settings
+from vidgate.engine import billing
 from vidgate.engine.schedule import failure_delay, poll_delay
 from vidgate.engine.submit import Submitter
-from vidgate.errors import ProviderError, UpstreamUnavailable, VidgateError
+from vidgate.errors import ProviderError, RateLimited, UpstreamUnavailable, VidgateError
+from vidgate.metrics import Metrics
 from vidgate.providers.base import Credentials, Progress, VideoRequest
 from vidgate.providers.registry import Registry
 from vidgate.status import TaskStatus
-from vidgate.metrics import Metrics
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store.tasks import TaskRow
@@ -205,13 +205,16 @@ class Poller:
 
     async def _resubmit(self, row: TaskRow, req: VideoRequest) -> None:
         # The process that wrote this row died before the upstream answered: submit it now.
-        channels = self._registry.channels_for(row.model)
         remix_source = None
         if row.remixed_from:
             remix_source = await task_store.get_task(self._db, task_id=row.remixed_from)
         try:
+            channels = await self._submitter.route(row.model, only=remix_source.channel if remix_source else None)
+            # The channel it was meant for first: an upstream with an idempotency handle (Kling's
+            # external_task_id) may already hold the task, and only that account can find it.
+            channels.sort(key=lambda ch: ch.name != row.channel)
             await self._submitter.submit_row(row.id, req, channels, remix_source=remix_source)
-        except UpstreamUnavailable as exc:
+        except (UpstreamUnavailable, RateLimited) as exc:
             await self._retry_later(row, str(exc))
         except VidgateError as exc:
             await self._fail(row, "submit_failed", exc.message)

@@ -1,6 +1,6 @@
 """Prices: USD per second of video, by model and resolution tier, in exact micro-dollars. Pure.
 
-Price = per-second price of the model at the request's tier × seconds. The config's `[prices]` table wins;
+Price = per-second price of the model at the request's tier, times seconds. The config's `[prices]` table wins;
 otherwise the defaults below apply. Defaults are the vendors' public list prices per second of output as
 published on their pricing pages (OpenAI API pricing, Alibaba Cloud Model Studio international pricing,
 Kling AI developer pricing, Volcengine Jimeng pricing, Vidu API pricing) converted to USD per second where

@@ -49,7 +49,9 @@ def sign(secret: str, message_id: str, payload: str, now: datetime) -> dict[str,
 class Deliverer:
     """Background loop over due deliveries; survives its own failures, stops on an Event."""
 
-    def __init__(self, *, settings: Settings, db: AsyncEngine, http: httpx.AsyncClient, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, *, settings: Settings, db: AsyncEngine, http: httpx.AsyncClient, metrics: Metrics | None = None
+    ) -> None:
         self._settings = settings
         self._db = db
         self._http = http
@@ -83,7 +85,9 @@ class Deliverer:
             self._wake.clear()
 
     async def _idle_delay(self) -> float:
-        query = sa.select(sa.func.min(webhook_deliveries.c.next_attempt_at)).where(webhook_deliveries.c.status == "pending")
+        query = sa.select(sa.func.min(webhook_deliveries.c.next_attempt_at)).where(
+            webhook_deliveries.c.status == "pending"
+        )
         async with self._db.connect() as conn:
             due = (await conn.execute(query)).scalar()
         return 5.0 if due is None else max(0.05, min(5.0, float(due) - time.time()))
@@ -121,7 +125,9 @@ class Deliverer:
         else:
             headers = sign(key.webhook_secret, row["id"], row["payload"], datetime.now(UTC))
             try:
-                response = await self._http.post(row["url"], content=row["payload"].encode(), headers=headers, timeout=TIMEOUT_S)
+                response = await self._http.post(
+                    row["url"], content=row["payload"].encode(), headers=headers, timeout=TIMEOUT_S
+                )
                 status = response.status_code
                 if not 200 <= status < 300:
                     error = f"HTTP {status}"
@@ -132,12 +138,19 @@ class Deliverer:
     async def _record(self, row: sa.RowMapping, *, status: int | None, error: str | None) -> None:
         attempts = int(row["attempts"]) + 1
         now = time.time()
-        values: dict[str, object] = {"attempts": attempts, "last_status": status, "last_error": error, "lease_until": None}
+        values: dict[str, object] = {
+            "attempts": attempts,
+            "last_status": status,
+            "last_error": error,
+            "lease_until": None,
+        }
         if error is None:
             values.update(status="delivered", delivered_at=now, next_attempt_at=None)
             outcome = "delivered"
         else:
-            delay = next_delay(attempts, delays=self._settings.webhook_retry_delays, every_s=self._settings.webhook_retry_every_s)
+            delay = next_delay(
+                attempts, delays=self._settings.webhook_retry_delays, every_s=self._settings.webhook_retry_every_s
+            )
             if now + delay - float(row["created_at"]) > self._settings.webhook_give_up_after_s:
                 values.update(status="failed", next_attempt_at=None)
                 outcome = "gave_up"

@@ -43,21 +43,21 @@ const PARAM_FIELDS = {
   resolution: "size",
   "metadata.resolution": "size",
   input_reference: "first-frame",
-  "metadata.img_url": "first-frame",
-  "metadata.first_frame_url": "first-frame",
-  "metadata.last_frame_url": "last-frame",
   "metadata.audio": "audio",
   "metadata.audio_url": "audio",
 };
-const FIELD_CONTROLS = {
-  prompt: "prompt",
-  model: "model",
-  seconds: "seconds",
-  size: "size",
-  "first-frame": "first-frame",
-  "last-frame": "last-frame",
-  audio: "audio",
-};
+
+// Fields that can carry a message; each has a control with that id and a #error-<field> next to it.
+const FIELDS = ["prompt", "model", "seconds", "size", "first-frame", "last-frame", "audio"];
+
+function fieldForParam(param) {
+  if (!param) return null;
+  if (PARAM_FIELDS[param]) return PARAM_FIELDS[param];
+  // metadata.first_frame_url, metadata.img_url, metadata.last_frame_url and the like: the image pickers.
+  if (param.startsWith("metadata.") && /last_frame|tail/.test(param)) return "last-frame";
+  if (param.startsWith("metadata.") && /frame|img|image/.test(param)) return "first-frame";
+  return null;
+}
 
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -130,17 +130,19 @@ const connection = {
   async probe() {
     if (this.probing) return;
     this.probing = true;
-    while (this.down) {
-      await sleep(navigator.onLine ? 2000 : 1000);
-      if (!this.down || !navigator.onLine) continue;
-      try {
-        const response = await fetch("/healthz", { cache: "no-store" });
-        if (response.ok) this.ok();
-      } catch {
-        // Still unreachable; the banner stays up and we try again.
-      }
+    for (let attempt = 1; this.down; attempt += 1) {
+      await sleep(Math.min(attempt, 5) * 1000);
+      if (this.down && navigator.onLine) await this.check();
     }
     this.probing = false;
+  },
+  async check() {
+    try {
+      const response = await fetch("/healthz", { cache: "no-store" });
+      if (response.ok) this.ok();
+    } catch {
+      // Still unreachable: the banner stays up and the probe tries again.
+    }
   },
 };
 
@@ -206,7 +208,10 @@ async function useKey(key, { stored = false } = {}) {
     if (err instanceof ApiError && err.status === 401) {
       if (stored) localStorage.removeItem(KEY_STORAGE);
       if (stored || !state.key) resetSession();
-      showKeyForm({ cancellable: Boolean(state.key) });
+      // Keep what was typed, so a typo can be fixed in place.
+      $("key-form").hidden = false;
+      $("key-saved").hidden = true;
+      $("cancel-key").hidden = !state.key;
       setKeyError(
         stored
           ? `vidgate refused the saved key: ${err.message} Paste a valid key.`
@@ -391,9 +396,11 @@ function fieldError(field, message) {
   const target = $(`error-${field}`);
   target.textContent = message;
   target.hidden = false;
-  const control = $(FIELD_CONTROLS[field]);
+  const control = $(field);
   control.setAttribute("aria-invalid", "true");
-  if (field === "size" && $("size").value === "custom") $("size-width").setAttribute("aria-invalid", "true");
+  if (field === "size" && $("size").value === "custom") {
+    for (const id of ["size-width", "size-height"]) $(id).setAttribute("aria-invalid", "true");
+  }
   return control;
 }
 
@@ -403,7 +410,7 @@ function formError(message) {
 }
 
 function clearErrors() {
-  for (const field of Object.keys(FIELD_CONTROLS)) clearFieldError(field);
+  for (const field of FIELDS) clearFieldError(field);
   formError("");
 }
 
@@ -411,8 +418,8 @@ function clearFieldError(field) {
   const target = $(`error-${field}`);
   target.textContent = "";
   target.hidden = true;
-  $(FIELD_CONTROLS[field]).removeAttribute("aria-invalid");
-  if (field === "size") $("size-width").removeAttribute("aria-invalid");
+  $(field).removeAttribute("aria-invalid");
+  if (field === "size") for (const id of ["size-width", "size-height"]) $(id).removeAttribute("aria-invalid");
 }
 
 function showSubmitError(err) {
@@ -425,8 +432,8 @@ function showSubmitError(err) {
     formError("vidgate refused the API key, so nothing was submitted.");
     return;
   }
-  const field = err.status === 403 ? "model" : PARAM_FIELDS[err.param];
-  if (field && !$(`error-${field}`).closest("[hidden]")) {
+  const field = err.status === 403 ? "model" : fieldForParam(err.param);
+  if (field && !$(`error-${field}`).parentElement.closest("[hidden]")) {
     const control = fieldError(field, err.message);
     control.focus();
     return;
@@ -855,6 +862,11 @@ function wire() {
       setKeyError("Paste a key first (it starts with sk-vg-).");
       return;
     }
+    if (!/^[\x21-\x7e]+$/.test(key)) {
+      // fetch() refuses such a header outright; say so instead of reporting a lost connection.
+      setKeyError("A vidgate key is one word of plain ASCII characters; check what was pasted.");
+      return;
+    }
     useKey(key);
   });
   $("change-key").addEventListener("click", () => showKeyForm({ cancellable: true }));
@@ -901,7 +913,7 @@ function wire() {
 
   window.addEventListener("offline", () => connection.lost());
   window.addEventListener("online", () => {
-    if (connection.down) connection.probe();
+    if (connection.down) connection.check();
   });
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) checkForNew().catch(backgroundError);

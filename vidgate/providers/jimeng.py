@@ -29,7 +29,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-import io
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -39,7 +39,6 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
-from PIL import Image, UnidentifiedImageError
 
 from vidgate.config import Settings
 from vidgate.errors import InvalidRequest, UpstreamRejected, UpstreamTransient
@@ -56,6 +55,7 @@ from vidgate.providers.base import (
     VideoRequest,
 )
 from vidgate.providers.http import download_to, send
+from vidgate.providers.images import as_jpeg_or_png
 
 DEFAULT_BASE_URL = "https://visual.volcengineapi.com"
 VERSION = "2022-08-31"
@@ -89,16 +89,17 @@ _FRAMES: tuple[Role, ...] = ("first_frame", "last_frame")
 # Risk codes about the image or the text -> the field to blame (providers.md §4.7).
 _IMAGE_RISK = frozenset({50411, 50511, 50518, 50519, 50522})
 _TEXT_RISK = frozenset({50412, 50413, 50512, 50521})
+# Whole words in "Invalid parameter: ..." messages -> the client's field; the first hit wins.
 _PARAM_WORDS = (
     ("frames", "seconds"),
     ("aspect_ratio", "size"),
     ("binary_data_base64", "first_frame"),
+    ("image_urls", "first_frame"),
     ("image", "first_frame"),
     ("req_key", "model"),
     ("seed", "metadata.seed"),
     ("prompt", "prompt"),
 )
-_UPLOAD_FORMATS = {"image/jpeg", "image/png"}
 # The metadata keys that carry each mode's images.
 _MEDIA_KEYS: dict[Mode, frozenset[str]] = {
     "i2v": frozenset({"img_url"}),
@@ -260,21 +261,6 @@ def image_base64(item: MediaInput) -> str:
     return base64.b64encode(as_jpeg_or_png(data, mime)).decode()
 
 
-def as_jpeg_or_png(data: bytes, mime: str | None) -> bytes:
-    """Jimeng reads only JPEG and PNG; vidgate also accepts WebP, BMP and GIF uploads, re-encoded here as PNG."""
-    if mime in _UPLOAD_FORMATS:
-        return data
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format in ("JPEG", "PNG"):
-                return data
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="PNG")
-            return out.getvalue()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UpstreamRejected(f"the input image cannot be read: {exc}") from exc
-
-
 def build_body(req: VideoRequest) -> dict[str, Any]:
     """The CVSync2AsyncSubmitTask body; the req_key is the (upstream) model name."""
     body: dict[str, Any] = {
@@ -367,7 +353,7 @@ def param_of(code: int, message: str) -> str | None:
         return "first_frame"
     if code in _TEXT_RISK:
         return "prompt"
-    return next((param for word, param in _PARAM_WORDS if word in message), None)
+    return next((param for word, param in _PARAM_WORDS if re.search(rf"\b{word}\b", message)), None)
 
 
 def error_from(status: int, body: Any) -> UpstreamRejected | UpstreamTransient:

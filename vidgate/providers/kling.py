@@ -14,8 +14,10 @@ Decisions where providers.md §3 leaves room:
     map as ComfyUI's Kling nodes encode it (MODE_TEXT2VIDEO, MODE_START_END_FRAME, the camera-control node).
   - `cfg_scale` is not declared for the v2.x models (CN doc: "kling-v2.x 模型不支持"); Kling has no seed.
   - Every task carries `external_task_id` = vidgate's task id. When the create call fails transiently (timeout,
-    5xx, a lost or unreadable reply) or says that external id already exists (a resubmit after a crash), the
-    task is looked up by that id, so one vidgate task never becomes two upstream tasks on one account.
+    5xx, a lost or unreadable reply) or is refused (as a resubmit after a crash is, its external id being
+    taken; the refusal's wording is undocumented, so any refusal is checked), the task is looked up by that id
+    first, so one vidgate task never becomes two upstream tasks on one account. No task: the refusal stands,
+    and a transient failure stays transient.
   - A 404 (1203) when polling a task Kling gave us is read as a passing fault, not a failure: its ids live
     30 days, and the per-model deadline still ends a task that is truly gone.
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
+import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -34,7 +36,6 @@ from typing import Any
 import httpx
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
-from PIL import Image, UnidentifiedImageError
 
 from vidgate.config import Settings
 from vidgate.errors import InvalidRequest, ProviderError, UpstreamRejected, UpstreamTransient
@@ -51,6 +52,7 @@ from vidgate.providers.base import (
     VideoRequest,
 )
 from vidgate.providers.http import download_to, send
+from vidgate.providers.images import as_jpeg_or_png
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
 TOKEN_TTL_S = 1800
@@ -67,7 +69,6 @@ SIZES: dict[str, dict[str, str]] = {
 MODE_OF_TIER = {"720P": "std", "1080P": "pro"}
 CAMERA_TYPES = ("simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward")
 CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
-_UPLOAD_FORMATS = {"image/jpeg", "image/png"}
 
 
 def _spec(name: str, tiers: Sequence[str], modes: frozenset[Mode], keys: frozenset[str]) -> ModelSpec:
@@ -101,7 +102,7 @@ MODELS: tuple[ModelSpec, ...] = (
 )
 _STATES: dict[str, UpstreamState] = {"submitted": "queued", "processing": "in_progress"}
 _FRAMES: tuple[Role, ...] = ("first_frame", "last_frame")
-# Words in Kling's parameter-error messages -> the client's field (more specific words first).
+# Whole words in Kling's parameter-error messages -> the client's field; the first hit wins.
 _PARAM_WORDS = (
     ("image_tail", "last_frame"),
     ("negative_prompt", "metadata.negative_prompt"),
@@ -155,21 +156,6 @@ def image_value(item: MediaInput) -> str:
     else:
         raise UpstreamRejected(f"{item.field}: no image bytes to send", param=item.field)
     return base64.b64encode(as_jpeg_or_png(data, mime)).decode()
-
-
-def as_jpeg_or_png(data: bytes, mime: str | None) -> bytes:
-    """Kling reads only JPEG and PNG; vidgate also accepts WebP, BMP and GIF uploads, re-encoded here as PNG."""
-    if mime in _UPLOAD_FORMATS:
-        return data
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format in ("JPEG", "PNG"):
-                return data
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="PNG")
-            return out.getvalue()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UpstreamRejected(f"the input image cannot be read: {exc}") from exc
 
 
 def build_body(req: VideoRequest, *, external_task_id: str | None = None) -> dict[str, Any]:
@@ -244,7 +230,7 @@ def error_from(status: int, body: Any) -> UpstreamRejected | UpstreamTransient:
 
 def param_of(message: str) -> str | None:
     """The client field a Kling parameter message is about (roles stand for the request's own field)."""
-    return next((param for word, param in _PARAM_WORDS if word in message), None)
+    return next((param for word, param in _PARAM_WORDS if re.search(rf"\b{word}\b", message)), None)
 
 
 def from_settings(settings: Settings, http: httpx.AsyncClient) -> KlingProvider:
@@ -296,10 +282,9 @@ class KlingProvider(Provider):
         except UpstreamTransient as exc:
             return await self._recover(kind, task_id, creds, exc)
         except UpstreamRejected as exc:
+            # A resubmit is refused because our external_task_id exists; Kling does not document the wording,
+            # so every refusal is checked against a task of ours before it is believed.
             refusal = UpstreamRejected(exc.message, code=exc.code, param=_client_param(exc.param, req))
-            if "external_task_id" not in exc.message:
-                raise refusal from exc
-            # Most likely a resubmit of a task that already went through (the wording is not documented).
             return await self._recover(kind, task_id, creds, refusal)
         upstream = task_id_of(answer)
         if upstream is None:

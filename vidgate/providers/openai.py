@@ -58,7 +58,8 @@ PRO_SIZES = (*SORA2_SIZES, "1024x1792", "1792x1024")
 DEFAULT_SIZE = "720x1280"
 # Sora takes JPEG, PNG and WebP references; anything else (BMP, GIF) is re-encoded.
 _ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-_STATES = {"queued": "queued", "in_progress": "in_progress", "completed": "completed", "failed": "failed"}
+# Sora's whole status vocabulary (§1.5); anything else is not trusted.
+_STATES = frozenset({"queued", "in_progress", "completed", "failed"})
 # Upstream `param` -> the client's field it stands for.
 _PARAMS = {
     "prompt": "prompt",
@@ -147,7 +148,7 @@ def reference_part(item: MediaInput, width: int, height: int) -> tuple[str, byte
     """The `input_reference` file part: (filename, bytes fitted to WxH, MIME type)."""
     try:
         data, mime = fit_image(reference_bytes(item), width, height)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise UpstreamRejected(f"{item.field} is not a readable image", param=item.field) from exc
     suffix = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[mime]
     return f"reference.{suffix}", data, mime
@@ -158,10 +159,9 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     status = payload.get("status")
     if not isinstance(status, str) or status not in _STATES:
         raise UpstreamTransient(f"unknown Sora video status {status!r}")
-    state = _STATES[status]
-    if state == "completed":
+    if status == "completed":
         return Progress(state="completed", progress=100)
-    if state == "failed":
+    if status == "failed":
         found = payload.get("error")
         error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         return Progress(
@@ -171,7 +171,7 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
         )
     raw = payload.get("progress")
     progress = int(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
-    return Progress(state=state, progress=progress)  # type: ignore[arg-type]
+    return Progress(state="queued" if status == "queued" else "in_progress", progress=progress)
 
 
 def map_error(status: int, body: Any) -> Exception:

@@ -51,6 +51,7 @@ from vidgate.providers.base import (
     Progress,
     Provider,
     Submitted,
+    UpstreamState,
     VideoRequest,
 )
 from vidgate.providers.http import download_to, send
@@ -65,7 +66,7 @@ _RATIOS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:3": (4, 3), "3:4"
 _LINES = {"360p": 360, "540p": 540, "720p": 720, "1080p": 1080}
 _IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
 _IMAGE_KEYS = frozenset({"img_url", "first_frame_url"})
-_STATES = {"created": "queued", "queueing": "queued", "processing": "in_progress"}
+_STATES: dict[str, UpstreamState] = {"created": "queued", "queueing": "queued", "processing": "in_progress"}
 # Readable messages for the err_code values of Vidu's error table (§5.7).
 _FAILURES = {
     "CreationPolicyViolation": "The generated video was blocked by Vidu's content policy.",
@@ -255,7 +256,7 @@ def _as_png(data: bytes, field_name: str) -> bytes:
         with Image.open(io.BytesIO(data)) as image:
             out = io.BytesIO()
             image.convert("RGBA" if "A" in image.getbands() else "RGB").save(out, format="PNG")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise UpstreamRejected(f"{field_name} is not a readable image", param=field_name) from exc
     return out.getvalue()
 
@@ -283,7 +284,7 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     state = payload.get("state")
     usage = {"credits": payload["credits"]} if isinstance(payload.get("credits"), int) else {}
     if state in _STATES:
-        return Progress(state=_STATES[state])  # type: ignore[arg-type]
+        return Progress(state=_STATES[state])
     if state == "success":
         creations = payload.get("creations")
         first = creations[0] if isinstance(creations, list) and creations else None
@@ -416,7 +417,7 @@ class ViduProvider(Provider):
         try:
             await download_to(self._http, progress.thumbnail_url, cover)
             await asyncio.to_thread(_to_webp, cover, thumbnail)
-        except (UpstreamTransient, UnidentifiedImageError, OSError) as exc:
+        except (UpstreamTransient, UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
             log.info("Vidu cover of %s unusable: %s", upstream_id, exc)
             thumbnail.unlink(missing_ok=True)
             return {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -84,7 +84,7 @@ async def insert_key(
     return _record_from(values)
 
 
-def _record_from(values: dict[str, object]) -> KeyRecord:
+def _record_from(values: Mapping[str, object]) -> KeyRecord:
     models = values["models"]
     return KeyRecord(
         id=str(values["id"]),

@@ -78,9 +78,7 @@ def _task(row: sa.Row[Any] | Mapping[str, Any]) -> TaskRow:
     return TaskRow(**values)
 
 
-async def insert_task(
-    engine: AsyncEngine, values: Mapping[str, Any], *, quota_micros: int | None = None
-) -> None:
+async def insert_task(engine: AsyncEngine, values: Mapping[str, Any], *, quota_micros: int | None = None) -> None:
     """Write a new task row (before anything is sent upstream) and reserve its price, in one transaction.
 
     With a quota, the key's ledger is summed under a lock on the key row, so concurrent submits of one
@@ -92,7 +90,9 @@ async def insert_task(
             await usage.check_quota(conn, key_id=values["key_id"], amount=price, quota_micros=quota_micros)
         await conn.execute(tasks.insert().values(**values))
         if price:
-            await usage.record(conn, key_id=values["key_id"], task_id=values["id"], model=values["model"], kind="reserve", amount=price)
+            await usage.record(
+                conn, key_id=values["key_id"], task_id=values["id"], model=values["model"], kind="reserve", amount=price
+            )
 
 
 async def get_task(engine: AsyncEngine, *, task_id: str, key_id: str | None = None) -> TaskRow | None:

@@ -45,7 +45,11 @@ async def check_quota(conn: AsyncConnection, *, key_id: str, amount: int, quota_
     """Raise InsufficientQuota unless spent + held + amount fits the quota (run inside the insert's transaction)."""
     # Lock the key row (PostgreSQL) so two submits of one key are checked one after the other.
     await conn.execute(sa.select(api_keys.c.id).where(api_keys.c.id == key_id).with_for_update())
-    used = (await conn.execute(sa.select(sa.func.coalesce(sa.func.sum(ledger.c.amount_micros), 0)).where(ledger.c.key_id == key_id))).scalar()
+    used = (
+        await conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(ledger.c.amount_micros), 0)).where(ledger.c.key_id == key_id)
+        )
+    ).scalar()
     if int(used or 0) + amount > quota_micros:
         remaining = max(0, quota_micros - int(used or 0))
         raise InsufficientQuota(
@@ -83,9 +87,9 @@ class DayUsage:
 
 async def by_model_and_day(engine: AsyncEngine, *, key_id: str) -> list[DayUsage]:
     """The key's spend grouped by UTC day and model, newest day first."""
-    query = sa.select(ledger.c.model, ledger.c.kind, ledger.c.task_id, ledger.c.amount_micros, ledger.c.created_at).where(
-        ledger.c.key_id == key_id
-    )
+    query = sa.select(
+        ledger.c.model, ledger.c.kind, ledger.c.task_id, ledger.c.amount_micros, ledger.c.created_at
+    ).where(ledger.c.key_id == key_id)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     amounts: defaultdict[tuple[str, str], int] = defaultdict(int)
