@@ -96,3 +96,49 @@ def test_missing_env_in_config_is_a_clear_startup_error(tmp_path: Path) -> None:
     config.write_text('secret = "${VIDGATE_TEST_UNSET_SECRET}"\n')
     result = cli("keys", "list", config=config, check=False)
     assert result.returncode == 2 and "VIDGATE_TEST_UNSET_SECRET" in result.stderr
+
+
+ALL_PROVIDERS = """
+[[channels]]
+name = "sora"
+provider = "openai"
+api_key = "sk-x"
+[[channels]]
+name = "wan"
+provider = "dashscope"
+api_key = "sk-x"
+[[channels]]
+name = "kling"
+provider = "kling"
+access_key = "ak"
+secret_key = "sk"
+[[channels]]
+name = "jimeng"
+provider = "jimeng"
+access_key = "ak"
+secret_key = "sk"
+[[channels]]
+name = "vidu"
+provider = "vidu"
+api_key = "vda"
+"""
+
+
+def test_models_lists_every_provider(tmp_path: Path) -> None:
+    config = tmp_path / "v.toml"
+    config.write_text(f'media_dir = "{tmp_path / "media"}"\n' + ALL_PROVIDERS)
+    text = cli("models", config=config).stdout
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│")}
+    seeds = {
+        "sora-2": "openai", "sora-2-pro": "openai", "wan2.5-t2v-preview": "dashscope", "wan2.5-i2v-preview": "dashscope",
+        "wan2.2-i2v-flash": "dashscope", "wan2.2-i2v-plus": "dashscope", "wanx2.1-i2v-plus": "dashscope",
+        "wanx2.1-i2v-turbo": "dashscope", "wan2.2-kf2v-flash": "dashscope", "kling-v1": "kling",
+        "kling-v2-master": "kling", "jimeng_vgfm_t2v_l20": "jimeng", "jimeng_vgfm_i2v_l20": "jimeng", "viduq1": "vidu",
+        "vidgate-local": "local",
+    }  # fmt: skip
+    for model, provider in seeds.items():
+        assert model in rows, model
+        cells = [cell.strip() for cell in rows[model].split("│")[1:-1]]
+        assert cells[1] == provider and cells[2] and cells[3] and cells[4], cells
+    assert "4,8,12" in rows["sora-2"] and "720x1280" in rows["sora-2"]
+    assert "1792x1024" in rows["sora-2-pro"] and "1792x1024" not in rows["sora-2"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import time
 
-import sqlalchemy as sa
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from vidgate.api.deps import ServicesDep
 from vidgate.api.openai_videos import json_response
+from vidgate.store.db import ping
 
 router = APIRouter(tags=["Operators"])
 
@@ -26,8 +26,7 @@ async def readyz(svc: ServicesDep) -> Response:
     """200 when the database answers, the poller runs and the media folder is writable; 503 naming what fails."""
     checks: dict[str, str] = {}
     try:
-        async with svc.db.connect() as conn:
-            await conn.execute(sa.text("SELECT 1 FROM tasks LIMIT 1"))
+        await ping(svc.db, svc.settings.database_url)
         checks["database"] = "ok"
     except Exception as exc:  # any driver error means "not ready", and the reason is shown
         checks["database"] = f"unreachable: {exc.__class__.__name__}: {str(exc)[:200]}"

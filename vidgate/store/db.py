@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -69,3 +71,30 @@ def migrate(database_url: str) -> None:
     # env.py runs its own event loop; keep it off any loop already running in this thread.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(command.upgrade, config, "head").result()
+
+
+PING_TIMEOUT_S = 3.0
+
+
+async def ping(engine: AsyncEngine, database_url: str) -> None:
+    """Raise unless the database answers a query on the schema within PING_TIMEOUT_S.
+
+    For SQLite the file itself is opened afresh (read-only): pooled connections keep working on a file
+    that was moved away or replaced, and that must not pass for ready.
+    """
+    async with asyncio.timeout(PING_TIMEOUT_S):
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1 FROM tasks LIMIT 1"))
+        url = make_url(database_url)
+        if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
+            await asyncio.to_thread(_ping_sqlite_file, url.database)
+
+
+def _ping_sqlite_file(path: str) -> None:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"database file {path} is missing")
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=PING_TIMEOUT_S)
+    try:
+        connection.execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
+    finally:
+        connection.close()
