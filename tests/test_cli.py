@@ -130,7 +130,8 @@ def test_models_lists_every_provider(tmp_path: Path) -> None:
     text = cli("models", config=config).stdout
     rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│")}
     seeds = {
-        "sora-2": "openai", "sora-2-pro": "openai", "wan2.5-t2v-preview": "dashscope", "wan2.5-i2v-preview": "dashscope",
+        "sora-2": "openai", "sora-2-pro": "openai",
+        "wan2.5-t2v-preview": "dashscope", "wan2.5-i2v-preview": "dashscope",
         "wan2.2-i2v-flash": "dashscope", "wan2.2-i2v-plus": "dashscope", "wanx2.1-i2v-plus": "dashscope",
         "wanx2.1-i2v-turbo": "dashscope", "wan2.2-kf2v-flash": "dashscope", "kling-v1": "kling",
         "kling-v2-master": "kling", "jimeng_vgfm_t2v_l20": "jimeng", "jimeng_vgfm_i2v_l20": "jimeng", "viduq1": "vidu",

@@ -127,7 +127,8 @@ def test_openapi_lists_every_public_route(server: Server) -> None:
     spec = httpx.get(f"{server.url}/openapi.json").json()
     paths = spec["paths"]
     for path, method in [
-        ("/v1/videos", "post"), ("/v1/videos", "get"), ("/v1/videos/{video_id}", "get"), ("/v1/videos/{video_id}", "delete"),
+        ("/v1/videos", "post"), ("/v1/videos", "get"),
+        ("/v1/videos/{video_id}", "get"), ("/v1/videos/{video_id}", "delete"),
         ("/v1/videos/{video_id}/content", "get"), ("/v1/videos/{video_id}/remix", "post"), ("/v1/models", "get"),
         ("/v1/usage", "get"), ("/api/v1/services/aigc/video-generation/video-synthesis", "post"),
         ("/api/v1/services/aigc/image2video/video-synthesis", "post"), ("/api/v1/tasks/{task_id}", "get"),
