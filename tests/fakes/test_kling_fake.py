@@ -6,7 +6,7 @@ import base64
 import io
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -172,22 +172,24 @@ def test_legacy_model_field_is_accepted(fake: FakeKling, client: httpx.Client) -
 # -- auth -------------------------------------------------------------------------------------------------------
 
 
+# Tokens are made when the test runs, not at collection: time-bound claims must be fresh.
 @pytest.mark.parametrize(
     ("authorization", "code"),
     [
-        (None, 1001),
-        (f"Bearer {make_token(secret='wrong-secret')}", 1002),
-        ("Bearer not.a.jwt", 1002),
-        (f"Token {make_token()}", 1002),
-        (f"Bearer {make_token(alg='HS512')}", 1002),
-        (f"Bearer {make_token(nbf_in=60)}", 1003),
-        (f"Bearer {make_token(exp_in=-10)}", 1004),
-        (f"Bearer {make_token(iss='ak-someone-else')}", 1000),
+        (lambda: None, 1001),
+        (lambda: f"Bearer {make_token(secret='wrong-secret')}", 1002),
+        (lambda: "Bearer not.a.jwt", 1002),
+        (lambda: f"Token {make_token()}", 1002),
+        (lambda: f"Bearer {make_token(alg='HS512')}", 1002),
+        (lambda: f"Bearer {make_token(nbf_in=60)}", 1003),
+        (lambda: f"Bearer {make_token(exp_in=-10)}", 1004),
+        (lambda: f"Bearer {make_token(iss='ak-someone-else')}", 1000),
     ],
     ids=["missing", "bad-signature", "garbage", "wrong-scheme", "wrong-alg", "future-nbf", "expired", "unknown-iss"],
 )
-def test_auth_refusals(fake: FakeKling, authorization: str | None, code: int) -> None:
-    headers = {"Authorization": authorization} if authorization else {}
+def test_auth_refusals(fake: FakeKling, authorization: Callable[[], str | None], code: int) -> None:
+    value = authorization()
+    headers = {"Authorization": value} if value else {}
     response = httpx.post(f"{fake.base_url}{T2V}", json={"prompt": "x"}, headers=headers, trust_env=False)
     refusal(response, 401, code)
     assert fake.tasks == {}
