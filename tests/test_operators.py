@@ -60,7 +60,8 @@ class Proxy:
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
 
     def up(self) -> None:
         asyncio.run_coroutine_threadsafe(self._up(), self.loop).result(5)
@@ -71,6 +72,8 @@ class Proxy:
     def close(self) -> None:
         self.down()
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
 
     async def _up(self) -> None:
         if self.server is None:

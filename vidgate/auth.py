@@ -6,6 +6,7 @@ cost ~100 ms a request and buy nothing); lookups go by hash, and the final compa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -61,6 +62,7 @@ class KeyRing:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._cache: dict[str, _Cached] = {}
+        self._pending: dict[str, asyncio.Future[_Cached]] = {}
         self._windows: dict[str, deque[float]] = {}
 
     async def create(
@@ -96,15 +98,27 @@ class KeyRing:
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is None or cached.until < now:
-            record = await key_store.find_by_hash(self._engine, key_hash=digest)
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            cached = _Cached(record, digest, now + CACHE_TTL_S)
-            self._cache[digest] = cached
+            cached = await self._lookup(digest)
         # The dict lookup already matched; compare again in constant time so timing says nothing.
         if cached.record is None or not hmac.compare_digest(cached.key_hash, digest) or not cached.record.active:
             raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
         return cached.record
+
+    async def _lookup(self, digest: str) -> _Cached:
+        # One store lookup per key at a time: when a popular key's entry expires, the requests that
+        # arrive meanwhile wait for that lookup instead of each querying the store.
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = self._pending[digest] = asyncio.ensure_future(self._fetch(digest))
+            pending.add_done_callback(lambda _f: self._pending.pop(digest, None))
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, digest: str) -> _Cached:
+        record = await key_store.find_by_hash(self._engine, key_hash=digest)
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        cached = self._cache[digest] = _Cached(record, digest, time.monotonic() + CACHE_TTL_S)
+        return cached
 
     def forget(self) -> None:
         """Drop cached lookups (after a revoke in this process)."""

@@ -32,7 +32,7 @@ class Services:
     metrics: Metrics
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 

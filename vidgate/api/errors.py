@@ -144,3 +144,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, bug)
+
+
+async def bug(request: Request, exc: Exception) -> Response:
+    # Starlette's ServerErrorMiddleware sends this, then re-raises so the traceback is logged.
+    return unexpected_error(request.url.path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import secrets
+import random
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,7 +23,8 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = "req_" + secrets.token_hex(12)
+        # Identifies a request in logs; it needs to be unique, not secret (no syscall per request).
+        request_id = f"req_{random.getrandbits(96):024x}"
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         started = False
@@ -67,5 +68,5 @@ class Measure:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = scope.get("vidgate.route") or getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()

@@ -12,14 +12,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from vidgate.api.deps import KeyDep, ServicesDep
+from vidgate.api.deps import KeyDep, Services, ServicesDep
 from vidgate.api.schemas import CREATE_BODY, REMIX_BODY, DeletedVideo, ModelList, Video, VideoList
 from vidgate.engine.normalize import RawCreate, Upload
 from vidgate.errors import InvalidRequest, NotFound, PayloadTooLarge
 from vidgate.providers.base import ModelSpec
 from vidgate.status import TaskStatus
 from vidgate.store import tasks as task_store
-from vidgate.store.tasks import TaskRow
+from vidgate.store.tasks import TaskRow, TaskView
 
 router = APIRouter(prefix="/v1", tags=["OpenAI Videos API"])
 
@@ -31,7 +31,7 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def video_object(row: TaskRow) -> dict[str, Any]:
+def video_object(row: TaskRow | TaskView) -> dict[str, Any]:
     """The OpenAI Video object for a task (a cancelled task reads as failed: clients know four states)."""
     status = row.status
     error = None
@@ -54,7 +54,7 @@ def video_object(row: TaskRow) -> dict[str, Any]:
     }
 
 
-def _poll_after(svc: ServicesDep, row: TaskRow) -> dict[str, str]:
+def poll_after(svc: Services, row: TaskRow | TaskView) -> dict[str, str]:
     if not row.active:
         return {}
     try:
@@ -85,7 +85,7 @@ async def create_video(request: Request, svc: ServicesDep, key: KeyDep) -> Respo
     finally:
         if isinstance(raw.input_reference, Upload):
             raw.input_reference.path.unlink(missing_ok=True)
-    return json_response(video_object(row), headers=_poll_after(svc, row))
+    return json_response(video_object(row), headers=poll_after(svc, row))
 
 
 @router.get("/videos", response_model=VideoList, summary="List videos")
@@ -121,7 +121,7 @@ async def list_videos(
 async def retrieve_video(video_id: str, svc: ServicesDep, key: KeyDep) -> Response:
     """A video's status; while it is unfinished, `openai-poll-after-ms` says when to look again."""
     row = await _owned(svc, key.id, video_id)
-    return json_response(video_object(row), headers=_poll_after(svc, row))
+    return json_response(video_object(row), headers=poll_after(svc, row))
 
 
 @router.delete("/videos/{video_id}", response_model=DeletedVideo, summary="Delete a video")
@@ -142,7 +142,7 @@ async def remix_video(video_id: str, request: Request, svc: ServicesDep, key: Ke
     """A new video from a completed one with a new prompt (models whose provider supports remix)."""
     fields = await read_fields(request, svc)
     row = await svc.submitter.remix(key, video_id, fields.get("prompt"))
-    return json_response(video_object(row), headers=_poll_after(svc, row))
+    return json_response(video_object(row), headers=poll_after(svc, row))
 
 
 @router.get("/models", response_model=ModelList, summary="List models", tags=["Models"])

@@ -7,11 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.status import ACTIVE, TaskStatus
 from vidgate.store import usage
+from vidgate.store.db import sqlite_reader
 from vidgate.store.tables import tasks
 
 # A row to insert into another table together with a task's terminal transition.
@@ -71,6 +73,52 @@ class TaskRow:
 _FIELDS = [f.name for f in fields(TaskRow)]
 
 
+@dataclass(frozen=True)
+class TaskView:
+    """What a status read shows: the public columns only (no request body, no credentials)."""
+
+    id: str
+    model: str
+    status: TaskStatus
+    progress: int
+    prompt: str
+    seconds: int
+    size: str
+    error_code: str | None
+    error_message: str | None
+    remixed_from: str | None
+    created_at: float
+    completed_at: float | None
+    expires_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+_VIEW_FIELDS = [f.name for f in fields(TaskView)]
+_VIEW_SQL = f"SELECT {', '.join(_VIEW_FIELDS)} FROM tasks WHERE id = ? AND key_id = ? AND deleted_at IS NULL"
+
+
+async def get_view(engine: AsyncEngine, *, task_id: str, key_id: str) -> TaskView | None:
+    """The key's task as a status read shows it (the hot path: no JSON columns decoded)."""
+    reader = sqlite_reader(engine)
+    found: Any
+    if reader is not None:
+        found = reader.one(_VIEW_SQL, (task_id, key_id))
+    else:
+        query = sa.select(*(tasks.c[name] for name in _VIEW_FIELDS)).where(
+            tasks.c.id == task_id, tasks.c.key_id == key_id, tasks.c.deleted_at.is_(None)
+        )
+        async with engine.connect() as conn:
+            found = (await conn.execute(query)).first()
+    if found is None:
+        return None
+    values = dict(zip(_VIEW_FIELDS, tuple(found), strict=True))
+    values["status"] = TaskStatus(values["status"])
+    return TaskView(**values)
+
+
 def _task(row: sa.Row[Any] | Mapping[str, Any]) -> TaskRow:
     data = row._mapping if isinstance(row, sa.Row) else row
     values = {name: data[name] for name in _FIELDS}
@@ -95,8 +143,28 @@ async def insert_task(engine: AsyncEngine, values: Mapping[str, Any], *, quota_m
             )
 
 
+_BY_ID = "SELECT * FROM tasks WHERE id = ? AND deleted_at IS NULL"
+_BY_ID_AND_KEY = _BY_ID + " AND key_id = ?"
+_JSON_COLUMNS = ("credentials", "request", "attempts")
+
+
+def _from_sqlite(row: Any) -> TaskRow:
+    values = {name: row[name] for name in _FIELDS}
+    for name in _JSON_COLUMNS:
+        if values[name] is not None:
+            values[name] = orjson.loads(values[name])
+    if values["has_audio"] is not None:
+        values["has_audio"] = bool(values["has_audio"])
+    values["status"] = TaskStatus(values["status"])
+    return TaskRow(**values)
+
+
 async def get_task(engine: AsyncEngine, *, task_id: str, key_id: str | None = None) -> TaskRow | None:
     """A task that has not been deleted; with key_id, only if that key owns it."""
+    reader = sqlite_reader(engine)
+    if reader is not None:
+        found = reader.one(_BY_ID_AND_KEY, (task_id, key_id)) if key_id is not None else reader.one(_BY_ID, (task_id,))
+        return _from_sqlite(found) if found is not None else None
     query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
     if key_id is not None:
         query = query.where(tasks.c.key_id == key_id)
