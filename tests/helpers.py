@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,32 @@ class Server:
         if name not in self.keys:
             self.keys[name] = cli("keys", "create", "--name", name, *extra, config=self.config).stdout.strip()
         return self.keys[name]
+
+
+@contextmanager
+def running_gateway(
+    folder: Path, *channels: str, settings: str = "poll_interval_s = 0.2\n", database_url: str | None = None
+) -> Iterator[Server]:
+    """`vidgate serve` on a free port with these top-level settings and channels, stopped afterwards."""
+    port = free_port()
+    config = write_config(folder, port=port, database_url=database_url, extra=settings + "".join(channels))
+    server = Server(config=config, port=port, log=folder / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_video(client: Any, video_id: str, timeout: float = 30.0) -> Any:
+    """Poll an OpenAI client's `videos.retrieve` until the video is finished (or fail the test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        video = client.videos.retrieve(video_id)
+        if video.status not in ("queued", "in_progress"):
+            return video
+        assert time.monotonic() < deadline, video
+        time.sleep(0.1)
 
 
 def png_bytes(width: int = 320, height: int = 180, color: tuple[int, int, int] = (200, 40, 90)) -> bytes:

@@ -20,7 +20,7 @@ from dashscope import VideoSynthesis
 from dashscope.aigc.video_synthesis import AioVideoSynthesis
 
 from tests.fakes.dashscope import FakeDashScope
-from tests.helpers import Server, assert_mp4, free_port, mp4_facts, png_bytes, write_config
+from tests.helpers import Server, assert_mp4, mp4_facts, png_bytes, running_gateway
 
 # The 1.x SDK opens a requests.Session per call and never closes it; its sockets are reclaimed by GC.
 pytestmark = [
@@ -38,21 +38,17 @@ def upstream() -> Iterator[FakeDashScope]:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: FakeDashScope) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("dsgw")
-    port = free_port()
-    extra = f"""
-local_workers = 1
-poll_interval_s = 0.2
+    channels = f"""
 [[channels]]
 name = "wan-main"
 provider = "dashscope"
 base_url = "{upstream.base_url}"
 api_key = "sk-ds-test"
 """
-    server = Server(config=write_config(folder, port=port, extra=extra), port=port, log=folder / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_gateway(
+        tmp_path_factory.mktemp("dsgw"), channels, settings="local_workers = 1\npoll_interval_s = 0.2\n"
+    ) as server:
+        yield server
 
 
 @pytest.fixture

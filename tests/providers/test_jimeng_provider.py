@@ -24,7 +24,8 @@ from volcengine.auth.SignParam import SignParam
 from volcengine.Credentials import Credentials as VolcCredentials
 
 from tests.fakes.jimeng import FakeJimeng
-from tests.helpers import Server, free_port, mp4_facts, png_bytes, write_config
+from tests.helpers import Server, mp4_facts, png_bytes, running_gateway
+from tests.helpers import wait_video as finish
 from vidgate.errors import InvalidRequest, UpstreamRejected, UpstreamTransient
 from vidgate.providers import jimeng
 from vidgate.providers.base import Credentials, MediaInput, VideoRequest
@@ -375,10 +376,7 @@ async def test_not_found_and_expired(upstream: FakeJimeng) -> None:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: FakeJimeng) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("jimenggw")
-    port = free_port()
-    extra = f"""
-poll_interval_s = 0.2
+    channels = f"""
 [[channels]]
 name = "jimeng-main"
 provider = "jimeng"
@@ -386,26 +384,14 @@ base_url = "{upstream.base_url}"
 access_key = "{AK}"
 secret_key = "{SK}"
 """
-    server = Server(config=write_config(folder, port=port, extra=extra), port=port, log=folder / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_gateway(tmp_path_factory.mktemp("jimenggw"), channels, settings="poll_interval_s = 0.2\n") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def client(gw: Server) -> Iterator[OpenAI]:
     with OpenAI(base_url=f"{gw.url}/v1", api_key=gw.key("jimeng"), max_retries=0) as sdk:
         yield sdk
-
-
-def finish(client: OpenAI, video_id: str, timeout: float = 20.0) -> openai.types.Video:
-    deadline = time.monotonic() + timeout
-    while True:
-        video = client.videos.retrieve(video_id)
-        if video.status in ("completed", "failed"):
-            return video
-        assert time.monotonic() < deadline, video
-        time.sleep(0.1)
 
 
 AUTHORIZATION = re.compile(

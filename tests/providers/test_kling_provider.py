@@ -19,7 +19,8 @@ from openai import OpenAI
 from PIL import Image
 
 from tests.fakes.kling import RISK_CONTROL_MSG, FakeKling
-from tests.helpers import Server, free_port, mp4_facts, png_bytes, write_config
+from tests.helpers import Server, mp4_facts, png_bytes, running_gateway
+from tests.helpers import wait_video as finish
 from vidgate.errors import InvalidRequest, UpstreamRejected, UpstreamTransient
 from vidgate.providers import kling
 from vidgate.providers.base import Credentials, MediaInput, VideoRequest
@@ -347,10 +348,7 @@ async def test_bad_credentials_are_transient(upstream: FakeKling) -> None:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: FakeKling) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("klinggw")
-    port = free_port()
-    extra = f"""
-poll_interval_s = 0.2
+    channels = f"""
 [[channels]]
 name = "kling-main"
 provider = "kling"
@@ -358,26 +356,14 @@ base_url = "{upstream.base_url}"
 access_key = "{AK}"
 secret_key = "{SK}"
 """
-    server = Server(config=write_config(folder, port=port, extra=extra), port=port, log=folder / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_gateway(tmp_path_factory.mktemp("klinggw"), channels, settings="poll_interval_s = 0.2\n") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def client(gw: Server) -> Iterator[OpenAI]:
     with OpenAI(base_url=f"{gw.url}/v1", api_key=gw.key("kling"), max_retries=0) as sdk:
         yield sdk
-
-
-def finish(client: OpenAI, video_id: str, timeout: float = 20.0) -> openai.types.Video:
-    deadline = time.monotonic() + timeout
-    while True:
-        video = client.videos.retrieve(video_id)
-        if video.status in ("completed", "failed"):
-            return video
-        assert time.monotonic() < deadline, video
-        time.sleep(0.1)
 
 
 def only_post(upstream: FakeKling, kind: str) -> dict[str, Any]:

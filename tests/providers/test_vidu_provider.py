@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from PIL import Image
 
 from tests.fakes.base import Recorded
 from tests.fakes.vidu import FakeVidu
-from tests.helpers import Server, assert_mp4, free_port, png_bytes, write_config
+from tests.helpers import Server, assert_mp4, png_bytes, running_gateway
+from tests.helpers import wait_video as wait
 from vidgate.errors import InvalidRequest, NotSupported, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import Credentials, MediaInput, Progress, VideoRequest
 from vidgate.providers.vidu import (
@@ -343,21 +343,17 @@ def upstream() -> Iterator[FakeVidu]:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: FakeVidu) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("vidugw")
-    port = free_port()
-    extra = f"""
-local_workers = 1
-poll_interval_s = 0.2
+    channels = f"""
 [[channels]]
 name = "vidu-main"
 provider = "vidu"
 base_url = "{upstream.base_url}"
 api_key = "{KEY}"
 """
-    server = Server(config=write_config(folder, port=port, extra=extra), port=port, log=folder / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_gateway(
+        tmp_path_factory.mktemp("vidugw"), channels, settings="local_workers = 1\npoll_interval_s = 0.2\n"
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -378,16 +374,6 @@ def _clean_upstream(request: pytest.FixtureRequest) -> Iterator[None]:
     fake.faults.clear()
     fake.faults.hang_s = 40.0
     fake.polls_per_step = 1
-
-
-def wait(client: OpenAI, video_id: str, timeout: float = 30.0) -> openai.types.Video:
-    deadline = time.monotonic() + timeout
-    while True:
-        video = client.videos.retrieve(video_id)
-        if video.status not in ("queued", "in_progress"):
-            return video
-        assert time.monotonic() < deadline, video
-        time.sleep(0.1)
 
 
 def creates(upstream: FakeVidu) -> list[Recorded]:
