@@ -60,6 +60,8 @@ class Settings(BaseModel):
     secret: str = ""
     signed_url_ttl: int = Field(default=86400, ge=1)
     retention_days: int = Field(default=7, ge=1)
+    # How often stored videos past their retention are looked for and deleted.
+    sweep_interval_s: float = Field(default=300.0, gt=0)
     fetch_private_urls: bool = False
     local_enabled: bool = True
     # How many local renders run at once (worker processes); 0 = one per CPU.

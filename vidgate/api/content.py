@@ -50,6 +50,8 @@ async def video_content(video_id: str, svc: ServicesDep, key: KeyDep, variant: s
         )
     relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[variant]
     path = svc.settings.media_dir / relative if relative else None
+    if row.expires_at is not None and row.expires_at < time.time():
+        raise NotFound(f"The content of video '{video_id}' has expired.", param="video_id", code="video_expired")
     if path is None or not path.is_file():
         raise NotFound(f"Video '{video_id}' has no stored {variant}.", param="variant", code="content_not_found")
     return FileResponse(

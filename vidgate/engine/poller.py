@@ -73,6 +73,7 @@ class Poller:
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.last_tick = 0.0
+        self._next_sweep = 0.0
 
     @property
     def running(self) -> bool:
@@ -103,6 +104,9 @@ class Poller:
             self.last_tick = time.time()
             try:
                 await self._tick()
+                if self.last_tick >= self._next_sweep:
+                    self._next_sweep = self.last_tick + self._settings.sweep_interval_s
+                    await self.sweep()
                 delay = await self._idle_delay()
             except Exception:
                 log.exception("poller tick failed; retrying")
@@ -135,6 +139,16 @@ class Poller:
         if due is None:
             return MAX_IDLE_SLEEP_S
         return max(0.0, min(MAX_IDLE_SLEEP_S, due - time.time()))
+
+    async def sweep(self) -> int:
+        """Delete the stored files of videos past their retention (`expires_at`); the task rows stay."""
+        expired = await task_store.expired_media(self._db, now=time.time(), limit=200)
+        for task_id in expired:
+            shutil.rmtree(self._submitter.media_dir(task_id), ignore_errors=True)
+        await task_store.forget_media(self._db, task_ids=expired)
+        if expired:
+            log.info("retention: deleted the files of %d expired videos", len(expired))
+        return len(expired)
 
     async def _guarded(self, row: TaskRow) -> None:
         # Renew the claim from the start: waiting for a channel slot must not let it lapse.

@@ -378,6 +378,29 @@ async def finish(
     return True
 
 
+async def expired_media(engine: AsyncEngine, *, now: float, limit: int) -> list[str]:
+    """Tasks whose stored files are past their retention."""
+    query = (
+        sa.select(tasks.c.id)
+        .where(tasks.c.expires_at < now, tasks.c.video_path.is_not(None))
+        .order_by(tasks.c.expires_at)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).scalars())
+
+
+async def forget_media(engine: AsyncEngine, *, task_ids: list[str]) -> None:
+    if not task_ids:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            tasks.update()
+            .where(tasks.c.id.in_(task_ids))
+            .values(video_path=None, thumbnail_path=None, spritesheet_path=None, updated_at=time.time())
+        )
+
+
 async def wake(engine: AsyncEngine, *, task_ids: list[str], now: float) -> None:
     """Make tasks due now (a provider reported a change)."""
     if not task_ids:
