@@ -43,11 +43,15 @@ BARE_APP = textwrap.dedent(
 )
 
 
-def wrk(url: str, *, seconds: int, connections: int, key: str | None = None) -> tuple[float, float, float]:
+def wrk(
+    url: str, *, seconds: int, connections: int, key: str | None = None, script: Path | None = None
+) -> tuple[float, float, float]:
     """requests/s, p50 ms, p99 ms."""
     cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
     if key:
         cmd[1:1] = ["-H", f"Authorization: Bearer {key}"]
+    if script:
+        cmd[1:1] = ["-s", str(script)]
     text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)

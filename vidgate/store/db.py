@@ -45,6 +45,10 @@ def create_engine(database_url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         _prepare_sqlite_path(database_url)
         kwargs["connect_args"] = {"timeout": 30}
+        # SQLite has one writer. Several pooled connections would collide on its lock and wait in its
+        # busy handler, which sleeps in steps of milliseconds; one connection makes them queue in asyncio
+        # instead (reads on the hot path use their own connection, see SQLiteReader).
+        kwargs.update(pool_size=1, max_overflow=0)
     else:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
