@@ -102,7 +102,10 @@ def main() -> None:
     )
     wait_up(f"http://127.0.0.1:{fake_port}/")
     wait_up(f"http://127.0.0.1:{bare_port}/file")
-    channel = f'[[channels]]\nname = "wan"\nprovider = "dashscope"\nbase_url = "http://127.0.0.1:{fake_port}"\napi_key = "sk-ds-test"\n'
+    channel = (
+        f'[[channels]]\nname = "wan"\nprovider = "dashscope"\n'
+        f'base_url = "http://127.0.0.1:{fake_port}"\napi_key = "sk-ds-test"\n'
+    )
     try:
         with running_gateway(work / "gw", channel, settings="poll_interval_s = 3600\n") as server:
             key = server.key("bench")
@@ -153,7 +156,8 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cores; wrk -c {args.connections} -d {args.seconds}s")
         print(f"POST /v1/videos via vidgate:      {ours[0]:8.0f} req/s  p50 {ours[1]:7.2f} ms  p99 {ours[2]:7.2f} ms")
         print(
-            f"emulator submit, called directly: {upstream[0]:8.0f} req/s  p50 {upstream[1]:7.2f} ms  p99 {upstream[2]:7.2f} ms"
+            f"emulator submit, called directly: {upstream[0]:8.0f} req/s  "
+            f"p50 {upstream[1]:7.2f} ms  p99 {upstream[2]:7.2f} ms"
         )
         print(f"ratio:                            {ours[0] / upstream[0]:8.2%}")
         print(f"content 1 MiB via vidgate:        {ours_content[0]:8.0f} req/s  p99 {ours_content[2]:7.2f} ms")
