@@ -7,11 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from vidgate import __version__
+from vidgate import __version__, netguard
 from vidgate.api import admin, content, dashscope, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
@@ -44,7 +43,10 @@ def create_app(settings: Settings) -> ASGIApp:
         settings.media_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.database_url)
         db = create_engine(settings.database_url)
-        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
+        # Calls to a channel's own base_url host go out as they are; every other URL (inputs, results,
+        # webhooks) only reaches public addresses, unless its caller's policy says otherwise.
+        configured = frozenset(netguard.host_of(channel.base_url) for channel in settings.channels if channel.base_url)
+        http = netguard.client(policy=netguard.Policy(hosts=configured))
         registry = build_registry(settings, http)
         health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
         submitter = Submitter(settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics)

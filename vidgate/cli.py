@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vidgate import netguard
 from vidgate.auth import KeyRing, new_webhook_secret
 from vidgate.config import Settings, load_settings
 from vidgate.engine.health import load_health
@@ -102,9 +103,12 @@ def keys_create(
     settings = _settings(config)
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
     quota_micros = _quota(quota)
-    if webhook is not None and not webhook.startswith(("http://", "https://")):
-        err.print("[red]--webhook must be an http(s) URL[/red]")
-        raise typer.Exit(2)
+    if webhook is not None:
+        try:
+            netguard.parse_url(webhook)
+        except ValueError as exc:
+            err.print(f"[red]--webhook must be an http(s) URL: {exc}[/red]")
+            raise typer.Exit(2) from exc
     secret = new_webhook_secret() if webhook else None
 
     async def create(engine: AsyncEngine) -> str:

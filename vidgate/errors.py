@@ -20,9 +20,17 @@ Client-facing errors carry what each surface needs to render them (api/errors.py
         └── NotSupported             the provider has no such operation (cancel, remix)
 
 Foreign exceptions (httpx, SQLAlchemy, PyAV) are translated at one boundary with `raise X(...) from exc`.
+
+Raised inside vidgate's HTTP client, and so an httpx error like any other failure to connect:
+
+    httpx.ConnectError
+    ├── AddressRefused               the URL guard (netguard.py) would not connect to a non-public address
+    └── HostNotResolved              the URL guard found no address for the host
 """
 
 from __future__ import annotations
+
+import httpx
 
 
 class VidgateError(Exception):
@@ -150,3 +158,24 @@ class UpstreamTransient(ProviderError):
 
 class NotSupported(ProviderError):
     """The provider has no such operation."""
+
+
+class AddressRefused(httpx.ConnectError):
+    """The URL guard would not connect: the host is, or resolves to, an address that is not public.
+
+    The message names the host and the class of address refused, never the address a name resolved to.
+    """
+
+    def __init__(self, host: str, kind: str, *, resolved: bool) -> None:
+        what = f"{host} resolves to a {kind} address" if resolved else f"{host} is a {kind} address"
+        super().__init__(f"{what}; vidgate connects only to public addresses")
+        self.host = host
+        self.kind = kind
+
+
+class HostNotResolved(httpx.ConnectError):
+    """The URL guard's one lookup of a host gave no address (or did not answer in time)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"cannot resolve {host}")
+        self.host = host

@@ -445,7 +445,7 @@ def test_a_url_reference_is_fetched_by_vidgate_not_forwarded(gw: Server, upstrea
     )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["param"] == "input_reference" and "private" in error["message"]
+    assert error["param"] == "input_reference" and "loopback" in error["message"]
     assert creates(upstream) == []
 
 

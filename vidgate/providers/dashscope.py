@@ -247,7 +247,7 @@ class DashScopeProvider(Provider):
         if not result.video_url:
             raise UpstreamTransient("no video_url to download")
         # OSS result URLs are pre-signed: no Authorization header (it would break the signature).
-        await download_to(self._http, result.video_url, dest)
+        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
 
 
 def _error(status: int, body: Any) -> Exception:

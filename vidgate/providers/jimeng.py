@@ -441,7 +441,7 @@ class JimengProvider(Provider):
         if not result.video_url:
             raise UpstreamTransient("no video_url to download")
         # The URL is pre-signed TOS storage: no Volcengine signature on this request.
-        await download_to(self._http, result.video_url, dest)
+        await download_to(self._http, result.video_url, dest, base_url=creds.base_url or DEFAULT_BASE_URL)
 
     async def _call(self, creds: Credentials, action: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         parts = urlsplit((creds.base_url or DEFAULT_BASE_URL).rstrip("/"))

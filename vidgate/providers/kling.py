@@ -326,7 +326,7 @@ class KlingProvider(Provider):
         if not result.video_url:
             raise UpstreamTransient("no video_url to download")
         # Result URLs are public CDN links: our Bearer token must not travel to them.
-        await download_to(self._http, result.video_url, dest)
+        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
 
 
 def check_camera(req: VideoRequest) -> None:

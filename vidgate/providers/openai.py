@@ -256,7 +256,7 @@ class OpenAIProvider(Provider):
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
         if not result.video_url:
             raise UpstreamTransient("no content URL to download")
-        await download_to(self._http, result.video_url, dest, headers=self._auth(creds))
+        await download_to(self._http, result.video_url, dest, base_url=api_base(creds), headers=self._auth(creds))
 
     async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
         """Sora's own thumbnail (WebP) and spritesheet (JPEG); whichever fails is made from the video instead."""
@@ -265,7 +265,7 @@ class OpenAIProvider(Provider):
             dest = folder / filename
             url = f"{api_base(creds)}/videos/{upstream_id}/content?variant={variant}"
             try:
-                await download_to(self._http, url, dest, headers=self._auth(creds))
+                await download_to(self._http, url, dest, base_url=api_base(creds), headers=self._auth(creds))
             except UpstreamTransient as exc:
                 log.info("Sora %s of %s unavailable: %s", variant, upstream_id, exc)
                 continue

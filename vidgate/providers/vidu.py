@@ -406,7 +406,7 @@ class ViduProvider(Provider):
         if not result.video_url:
             raise UpstreamTransient("no creation URL to download")
         # Creation URLs are pre-signed: an Authorization header is neither needed nor wanted.
-        await download_to(self._http, result.video_url, dest)
+        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
 
     async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
         """Vidu's cover (a JPEG) as the WebP thumbnail; without it vidgate makes its own from the video."""
@@ -415,7 +415,7 @@ class ViduProvider(Provider):
             return {}
         cover, thumbnail = folder / "cover.jpg", folder / "thumbnail.webp"
         try:
-            await download_to(self._http, progress.thumbnail_url, cover)
+            await download_to(self._http, progress.thumbnail_url, cover, base_url=self._base(creds))
             await asyncio.to_thread(_to_webp, cover, thumbnail)
         except (UpstreamTransient, UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
             log.info("Vidu cover of %s unusable: %s", upstream_id, exc)
