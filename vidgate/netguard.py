@@ -73,7 +73,8 @@ def parse_url(text: str) -> httpx.URL:
         except ValueError:
             raise ValueError("the brackets do not hold an IPv6 address") from None
     else:
-        host, after = authority.partition(":")[0], authority[len(authority.partition(":")[0]) :]
+        host = authority.partition(":")[0]
+        after = authority[len(host) :]
         if not host:
             raise ValueError("it has no host")
         if not _HOST_NAME.fullmatch(host):
