@@ -150,10 +150,28 @@ def test_parse_progress_on_recorded_videos() -> None:
             "error": {"code": "moderation_blocked", "message": "Your request was blocked by our moderation system."},
         }
     )
-    assert (failed.state, failed.error_code) == ("failed", "moderation_blocked")
-    assert failed.error_message == "Your request was blocked by our moderation system."
+    assert (failed.state, failed.error_code) == ("failed", "content_policy_violation")
+    assert failed.error_message == "Upstream: moderation_blocked: Your request was blocked by our moderation system."
+    other = parse_progress(
+        {**RECORDED_VIDEO, "status": "failed", "error": {"code": "render_error", "message": "Boom."}}
+    )
+    assert (other.error_code, other.error_message) == ("generation_failed", "Upstream: render_error: Boom.")
+    # Another vidgate as the upstream: its codes are ours already, and its message keeps the vendor's words.
+    peer = parse_progress(
+        {
+            **RECORDED_VIDEO,
+            "status": "failed",
+            "error": {"code": "content_policy_violation", "message": "Vidu: CreationPolicyViolation - Blocked."},
+        }
+    )
+    assert peer.error_code == "content_policy_violation"
+    assert peer.error_message == "Upstream: content_policy_violation: Vidu: CreationPolicyViolation - Blocked."
     bare = parse_progress({**RECORDED_VIDEO, "status": "failed", "error": None})
-    assert bare.state == "failed" and bare.error_code == "generation_failed" and bare.error_message
+    assert (bare.state, bare.error_code, bare.error_message) == (
+        "failed",
+        "generation_failed",
+        "Upstream: no reason given",
+    )
 
 
 @pytest.mark.parametrize("status", ["weird", "", None, "cancelled", 3])
@@ -178,7 +196,9 @@ def test_map_error_client_faults_are_rejected_with_our_param() -> None:
         ),
     )
     assert isinstance(seconds, UpstreamRejected)
-    assert (seconds.param, seconds.code) == ("seconds", "invalid_value") and "'12'" in seconds.message
+    assert (seconds.param, seconds.code) == ("seconds", None)
+    assert seconds.message.startswith("Upstream: invalid_value: Invalid value: '10'") and "'12'" in seconds.message
+    assert seconds.upstream is not None and seconds.upstream.code == "invalid_value"
     image_error = map_error(
         400,
         openai_error("Inpaint image must match the requested width and height", param="input_reference.image_url"),
@@ -186,7 +206,8 @@ def test_map_error_client_faults_are_rejected_with_our_param() -> None:
     assert isinstance(image_error, UpstreamRejected) and image_error.param == "input_reference"
     moderation = map_error(400, openai_error("Your request was blocked.", code="moderation_blocked"))
     assert isinstance(moderation, UpstreamRejected) and moderation.param is None
-    assert moderation.code == "moderation_blocked"
+    assert moderation.code == "content_policy_violation"
+    assert moderation.message == "Upstream: moderation_blocked: Your request was blocked."
     unknown = map_error(400, openai_error("Unknown parameter: 'quality'.", param="quality", code="unknown_parameter"))
     assert isinstance(unknown, UpstreamRejected) and unknown.param is None
 
@@ -510,12 +531,15 @@ def test_poll_faults_never_fail_a_task(client: OpenAI, upstream: FakeSora) -> No
 def test_upstream_failure_surfaces_its_message(client: OpenAI, upstream: FakeSora) -> None:
     blocked = wait(client, client.videos.create(prompt="FAIL this one", model="sora-2").id)
     assert blocked.status == "failed" and blocked.error is not None
-    assert blocked.error.code == "moderation_blocked"
-    assert blocked.error.message == "Your request was blocked by our moderation system."
+    assert blocked.error.code == "content_policy_violation"
+    assert blocked.error.message == "Upstream: moderation_blocked: Your request was blocked by our moderation system."
     upstream.fail_next("video_generation_failed", "Sora could not render this scene.")
     failed = wait(client, client.videos.create(prompt="an ordinary scene", model="sora-2").id)
     assert failed.error is not None
-    assert (failed.error.code, failed.error.message) == ("video_generation_failed", "Sora could not render this scene.")
+    assert (failed.error.code, failed.error.message) == (
+        "generation_failed",
+        "Upstream: video_generation_failed: Sora could not render this scene.",
+    )
     with pytest.raises(openai.APIStatusError) as info:
         client.videos.download_content(failed.id)
     assert 400 <= info.value.status_code < 500

@@ -37,8 +37,11 @@ import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vidgate.config import Settings
-from vidgate.errors import UpstreamRejected, UpstreamTransient
+from vidgate.errors import UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    CONTENT_POLICY_VIOLATION,
+    GENERATION_FAILED,
+    OUR_FAILURE_CODES,
     Credentials,
     MediaInput,
     ModelSpec,
@@ -71,6 +74,11 @@ _PARAMS = {
 }
 # 400 codes that describe our account, not the request: another channel may still serve it.
 _ACCOUNT_CODES = frozenset({"billing_hard_limit_reached", "insufficient_quota", "billing_not_active"})
+# How failures read: "Upstream: moderation_blocked: <its message>". The upstream may be any OpenAI-format server
+# (a reseller, another vidgate), so it is not named after OpenAI; which channel it was stays private.
+VENDOR = "Upstream"
+# Upstream codes that mean a moderation or policy block (OpenAI's own are undocumented: moderation_blocked, ...).
+_POLICY_CODE = re.compile(r"moderation|policy|safety|content_filter", re.I)
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[^,;]*)*?;base64,(?P<data>.*)$", re.S)
 PREVIEWS = {"thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
 
@@ -164,14 +172,25 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     if status == "failed":
         found = payload.get("error")
         error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-        return Progress(
-            state="failed",
-            error_code=str(error.get("code") or "generation_failed"),
-            error_message=str(error.get("message") or "Sora reported the video as failed without a reason."),
-        )
+        failure = upstream_failure(error.get("code"), error.get("message"))
+        return Progress.failed(our_code(failure.code) or GENERATION_FAILED, failure)
     raw = payload.get("progress")
     progress = int(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
     return Progress(state="queued" if status == "queued" else "in_progress", progress=progress)
+
+
+def upstream_failure(code: Any, message: Any) -> UpstreamFailure:
+    """What an OpenAI-format upstream said (an `error` object's code and message), verbatim."""
+    return UpstreamFailure(VENDOR, str(code) if code else None, str(message)[:1000] if message else None)
+
+
+def our_code(upstream_code: str | None) -> str | None:
+    """Our code for an upstream's: another vidgate's codes are ours already; moderation codes are a policy block."""
+    if upstream_code in OUR_FAILURE_CODES:
+        return upstream_code
+    if upstream_code and _POLICY_CODE.search(upstream_code):
+        return CONTENT_POLICY_VIOLATION
+    return None
 
 
 def map_error(status: int, body: Any) -> Exception:
@@ -186,7 +205,8 @@ def map_error(status: int, body: Any) -> Exception:
         return UpstreamTransient(text, status=status)
     if code in _ACCOUNT_CODES or param == "model":
         return UpstreamTransient(text, status=status)
-    return UpstreamRejected(message, code=code, param=_PARAMS.get(param or ""))
+    failure = upstream_failure(code, message)
+    return UpstreamRejected(failure.text(), code=our_code(code), param=_PARAMS.get(param or ""), upstream=failure)
 
 
 def _remix_error(status: int, body: Any) -> Exception:
