@@ -504,9 +504,9 @@ def test_upstream_refusal_keeps_dashscopes_words(gw: Server, sdk: str, upstream:
     # The DashScope surface: DashScope's own code and message, as it gave them.
     assert (result.status_code, result.code, result.message) == (400, "InvalidParameter", "Model not exist."), result
     # The OpenAI surface: our code; DashScope's code and words in the message.
-    with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=sdk, max_retries=0) as client:
-        with pytest.raises(openai.BadRequestError) as info:
-            client.videos.create(model="wan2.5-t2v-preview", prompt="x", size="1280x720")
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=sdk, max_retries=0)
+    with client, pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(model="wan2.5-t2v-preview", prompt="x", size="1280x720")
     assert info.value.code == "upstream_rejected"
     assert info.value.message.endswith("DashScope: InvalidParameter: Model not exist."), info.value.message
     assert len(upstream.submits()) == 2
