@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -339,21 +340,47 @@ async def test_previews_keep_only_the_promised_formats(tmp_path: Path) -> None:
 # -- end to end: openai SDK → vidgate → FakeSora ------------------------------------------------------------
 
 
+# What the emulator serves besides Sora, as a self-hosted OpenAI-format model server would.
+MY_MODEL = ("my-model", (("5", "10"), ("1280x720", "960x960")))
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeSora]:
-    fake = FakeSora(api_keys=frozenset({KEY}))
+    fake = FakeSora(api_keys=frozenset({KEY}), other_models=dict([MY_MODEL]))
     with fake.running():
         yield fake
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: FakeSora) -> Iterator[Server]:
+    # sora-main serves the models the provider knows; "peer" names its own model and lets the upstream judge
+    # it; "peer-declared" names one under another name, with the seconds and sizes it takes.
     channels = f"""
 [[channels]]
 name = "sora-main"
 provider = "openai"
 base_url = "{upstream.base_url}"
 api_key = "{KEY}"
+
+[[channels]]
+name = "peer"
+provider = "openai"
+base_url = "{upstream.base_url}"
+api_key = "{KEY}"
+models = ["my-model"]
+
+[[channels]]
+name = "peer-declared"
+provider = "openai"
+base_url = "{upstream.base_url}/v1"
+api_key = "{KEY}"
+models = ["my-declared"]
+model_map = {{ "my-declared" = "my-model" }}
+seconds = [10]
+sizes = ["960x960"]
+
+[prices]
+"my-declared" = 0.02
 """
     with running_gateway(
         tmp_path_factory.mktemp("soragw"), channels, settings="local_workers = 1\npoll_interval_s = 0.2\n"
@@ -556,3 +583,50 @@ def test_submit_refused_upstream_is_a_503_and_leaves_nothing(client: OpenAI, ups
     assert body["error"]["type"] == "server_error" and "Traceback" not in info.value.response.text
     assert len(creates(upstream)) == 1
     assert [video.id for video in client.videos.list(limit=100).data] == before
+
+
+# -- models the channel names: any OpenAI-format upstream (SPEC §8) ---------------------------------------------
+
+
+def test_a_model_the_channel_names_is_passed_on_and_the_upstream_judges_it(client: OpenAI, upstream: FakeSora) -> None:
+    listed = {model.id: model.model_dump() for model in client.models.list().data}
+    mine = listed["my-model"]
+    assert mine["owned_by"] == "openai" and mine["seconds"][0] == "1" and mine["seconds"][-1] == "60"
+    video = client.videos.create(prompt="a heron at dawn", model="my-model", seconds="5", size="960x960")
+    done = wait(client, video.id)
+    assert (done.status, done.model, done.seconds, done.size) == ("completed", "my-model", "5", "960x960"), done
+    assert_mp4(client.videos.download_content(video.id).read(), width=120, height=120, seconds=5)  # 1/8 scale
+    (sent,) = creates(upstream)
+    assert sent.form == {"prompt": "a heron at dawn", "model": "my-model", "seconds": "5", "size": "960x960"}
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+
+    # vidgate does not know what my-model takes: the upstream refuses 7 s, and the client hears its words.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="a heron at dusk", model="my-model", seconds="7", size="960x960")
+    assert (info.value.param, info.value.code) == ("seconds", "upstream_rejected")
+    assert "Upstream: invalid_value: Invalid value: '7'. Supported values are: '5' and '10'." in info.value.message
+    assert len(creates(upstream)) == 2
+    # Sora's own models keep Sora's rules, checked by vidgate before any upstream call.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="x", model="sora-2", seconds="5")
+    assert info.value.param == "seconds" and len(creates(upstream)) == 2
+
+
+def test_declared_seconds_and_sizes_are_checked_here_and_the_model_map_applies(
+    gw: Server, client: OpenAI, upstream: FakeSora
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="x", model="my-declared", seconds="5", size="960x960")
+    assert info.value.param == "seconds" and "'10'" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="x", model="my-declared", seconds="10", size="1280x720")
+    assert info.value.param == "size" and "960x960" in info.value.message
+    assert creates(upstream) == []
+    done = wait(client, client.videos.create(prompt="a kite", model="my-declared").id)  # the declared defaults
+    assert (done.status, done.model, done.seconds, done.size) == ("completed", "my-declared", "10", "960x960")
+    (sent,) = creates(upstream)
+    assert sent.form["model"] == "my-model" and sent.path == "/v1/videos"
+    # Price: [prices] names it (0.02 USD/s x 10 s); my-model has none, so it costs nothing.
+    usage = httpx.get(f"{gw.url}/v1/usage", headers={"Authorization": f"Bearer {gw.key('sora')}"}).json()
+    spent = {row["model"]: Decimal(row["amount_usd"]) for row in usage["data"]}
+    assert spent["my-declared"] == Decimal("0.2") and spent.get("my-model", 0) == 0

@@ -204,6 +204,14 @@ class Provider(ABC):
     def models(self) -> Sequence[ModelSpec]:
         """Every model this provider serves, with its capabilities."""
 
+    def declared_model(
+        self, name: str, *, seconds: Sequence[int] | None = None, sizes: Sequence[str] | None = None
+    ) -> ModelSpec | None:
+        """The spec of a model a channel names that this provider does not know (with the seconds and sizes the
+        channel declares for it, if any), when the provider passes such models on to an upstream that validates
+        them; None (the default) when it serves only its own models."""
+        return None
+
     def check(self, req: VideoRequest) -> None:  # noqa: B027 - optional hook
         """Refuse (InvalidRequest, naming the field) what the generic checks of its ModelSpec cannot see.
 

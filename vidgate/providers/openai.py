@@ -1,4 +1,9 @@
-"""OpenAI Sora 2 as an upstream: models, the multipart create body, Video objects, Bearer auth.
+"""Any OpenAI-format `/v1/videos` upstream: models, the multipart create body, Video objects, Bearer auth.
+
+OpenAI shut its own Sora API down on 2026-09-24; the protocol lives on in resellers, self-hosted model servers
+and other vidgates. The Sora 2 models stay declared (with Sora's rules) for upstreams that still serve them;
+any other name a channel lists in `models` is passed on as it is, and the upstream validates it (SPEC §8):
+see `declared_model` for what vidgate itself checks.
 
 Create `POST {base}/v1/videos` (multipart: prompt, model, seconds as a string, size "WxH", and the image as a
 file part `input_reference`); poll `GET {base}/v1/videos/{id}`; the finished video has no URL, its bytes come
@@ -106,6 +111,33 @@ MODELS: tuple[ModelSpec, ...] = (
     _model("sora-2", SORA2_SIZES, "OpenAI Sora 2 (with its own soundtrack, not controllable)"),
     _model("sora-2-pro", PRO_SIZES, "OpenAI Sora 2 Pro, up to 1792x1024 (with its own soundtrack)"),
 )
+# What a model the channel declares without `seconds` / `sizes` may be asked for; the upstream has the last word.
+ANY_SECONDS = tuple(range(1, 61))
+ANY_SIZE = (16, 4096)
+_TIER_SIZES = {"480P": "832x480", "720P": "1280x720", "1080P": "1920x1080"}
+
+
+def declared_spec(name: str, *, seconds: Sequence[int] | None = None, sizes: Sequence[str] | None = None) -> ModelSpec:
+    """A model of the channel's own naming: text or image to video, the seconds and sizes the channel declares
+    (else any, for the upstream to judge), no metadata keys (the body carries prompt, model, seconds, size and
+    the image only), price 0 unless `[prices]` names it."""
+    allowed = tuple(sorted(set(seconds))) if seconds else ANY_SECONDS
+    return ModelSpec(
+        name=name,
+        provider="openai",
+        modes=frozenset({"t2v", "i2v"}),
+        seconds=allowed,
+        default_seconds=4 if 4 in allowed else allowed[0],
+        sizes=tuple(sizes or ()),
+        tiers={} if sizes else _TIER_SIZES,
+        default_size=sizes[0] if sizes else "1280x720",
+        any_size=None if sizes else ANY_SIZE,
+        audio=False,
+        remix=True,
+        deadline_s=2 * 3600,
+        poll_hint_ms=2000,
+        description="Served by an OpenAI-format upstream, which validates each request",
+    )
 
 
 def api_base(creds: Credentials) -> str:
@@ -228,7 +260,7 @@ def from_settings(settings: Settings, http: httpx.AsyncClient) -> OpenAIProvider
 
 
 class OpenAIProvider(Provider):
-    """Sora 2 models on an OpenAI account (Bearer key)."""
+    """An OpenAI-format video API (Bearer key): the Sora 2 models, and whatever else its channel names."""
 
     name = "openai"
     # Reference images must be fitted to the exact size, which needs their bytes (see the module docstring).
@@ -239,6 +271,11 @@ class OpenAIProvider(Provider):
 
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
+
+    def declared_model(
+        self, name: str, *, seconds: Sequence[int] | None = None, sizes: Sequence[str] | None = None
+    ) -> ModelSpec:
+        return declared_spec(name, seconds=seconds, sizes=sizes)
 
     @staticmethod
     def _auth(creds: Credentials) -> dict[str, str]:
