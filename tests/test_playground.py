@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ import pytest
 from tests.helpers import Server, png_bytes
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Locator, Page
+    from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -341,3 +343,54 @@ def test_lost_connection_shows_a_banner_until_vidgate_answers_again(watched: Wat
     assert video_ids(server, key) == [video_id]
     refused = [line for line in watched.console if "ERR_CONNECTION_REFUSED" not in line]
     assert refused + watched.errors == []
+
+
+def test_docs_render_offline_with_no_request_leaving_the_machine(watched: Watched, server: Server) -> None:
+    page = watched.page
+    seen: list[str] = []
+    refused: list[str] = []
+
+    def only_loopback(route: Route) -> None:
+        url = route.request.url
+        seen.append(url)
+        if urlsplit(url).hostname == "127.0.0.1":
+            route.continue_()
+        else:  # what a machine with no internet would do to a CDN request
+            refused.append(url)
+            route.abort("internetdisconnected")
+
+    page.route("**/*", only_loopback)
+    page.on("request", lambda request: seen.append(request.url))
+    page.goto("/docs")
+    # The operations list renders: Swagger UI's script ran and read /openapi.json.
+    page.locator(".opblock").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    paths = {text.replace("\u200b", "") for text in page.locator(".opblock-summary-path").all_inner_texts()}
+    assert {"/v1/videos", "/v1/videos/{video_id}", "/v1/models"} <= paths, paths
+    assert page.locator(".opblock-post .opblock-summary-path", has_text="/v1/videos").count() >= 1
+    assert refused == []
+    hosts = {urlsplit(url).hostname for url in seen if not url.startswith(("data:", "blob:"))}
+    assert hosts == {"127.0.0.1"}, sorted(set(seen))
+    assert any(url.endswith("/openapi.json") for url in seen)
+    assert any(url.endswith("/swagger-ui-bundle.js") for url in seen)
+    assert watched.problems() == []  # no CSP violation, no script error
+
+
+def test_docs_assets_are_served_from_the_package(server: Server) -> None:
+    page = httpx.get(server.url + "/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text and "cdn" not in page.text.lower() and "https://" not in page.text
+    assets = re.findall(r'(?:href|src)="(/docs-assets/[^"]+)"', page.text)
+    assert len(assets) == 4, assets
+    for path in assets:
+        response = httpx.get(server.url + path)
+        assert response.status_code == 200 and response.content, path
+    bundle = httpx.get(server.url + next(path for path in assets if path.endswith("/swagger-ui-bundle.js")))
+    assert bundle.headers["content-type"].startswith("text/javascript") and len(bundle.content) > 500_000
+    assert "immutable" in bundle.headers["cache-control"]
+    folder = assets[0].rsplit("/", 1)[0]
+    # Only the files the page uses, under the current version; nothing else in the package's folder.
+    for path in (f"{folder}/redoc.standalone.js", f"{folder}/..", "/docs-assets/x/swagger-ui.css"):
+        assert httpx.get(server.url + path).status_code == 404, path
+    assert httpx.get(server.url + "/redoc").status_code == 404
