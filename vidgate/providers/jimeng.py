@@ -92,8 +92,9 @@ _FRAMES: tuple[Role, ...] = ("first_frame", "last_frame")
 # Risk codes about the image or the text -> the field to blame (providers.md §4.7).
 _IMAGE_RISK = frozenset({50411, 50511, 50518, 50519, 50522})
 _TEXT_RISK = frozenset({50412, 50413, 50512, 50521})
-# Every "Risk Not Pass" code (image, text, video, audio, copyright): a content policy block.
-_RISK = _IMAGE_RISK | _TEXT_RISK | {50516, 50517, 50520}
+# Every "Risk Not Pass" code (image, text, video, audio, copyright): a content policy block. 50520-50522 are
+# the risk check's own internal errors, not a verdict on the content.
+_RISK = frozenset({50411, 50511, 50412, 50512, 50413, 50516, 50517, 50518, 50519})
 # Failures read "Jimeng: 50413: Post Text Risk Not Pass".
 VENDOR = "Jimeng"
 # Whole words in "Invalid parameter: ..." messages -> the client's field; the first hit wins.
