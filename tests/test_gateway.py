@@ -236,7 +236,8 @@ def test_quota_refund_and_ledger(tmp_path: Path, fakes: tuple[FakeDashScope, Fak
             assert response.status_code == 200
             assert Decimal(client.get("/usage").json()["spent_usd"]) == Decimal("0.5")  # held while it runs
             failed = wait_status(client, response.json()["id"])
-            assert failed["status"] == "failed" and failed["error"]["code"] == "DataInspectionFailed"
+            assert failed["status"] == "failed" and failed["error"]["code"] == "content_policy_violation"
+            assert failed["error"]["message"].startswith("DashScope: DataInspectionFailed: ")
             assert Decimal(client.get("/usage").json()["spent_usd"]) == 0
             # Refused for price before any upstream call: 1 USD cannot cover 10 s at 1080P (1.5 USD).
             before = len(wan.submits())

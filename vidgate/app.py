@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from vidgate import __version__, netguard
-from vidgate.api import admin, content, dashscope, errors, openai_videos, playground, usage
+from vidgate.api import admin, content, dashscope, docs, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
 from vidgate.api.middleware import Measure, RequestId
@@ -28,7 +28,7 @@ from vidgate.store.db import close_reader, create_engine, migrate
 log = logging.getLogger("vidgate")
 
 DESCRIPTION = """One key and one API for video generation: the OpenAI Videos API and the DashScope
-video-synthesis API in front of Sora, Wan, Kling, Jimeng, Vidu and a built-in local renderer."""
+video-synthesis API in front of Wan, Kling, Jimeng, Vidu, any OpenAI-format video API and a built-in local renderer."""
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -98,7 +98,8 @@ def create_app(settings: Settings) -> ASGIApp:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs is served from the package's own copy of Swagger UI (api/docs.py), never from a CDN.
+        docs_url=None,
         redoc_url=None,
     )
     errors.install(app)
@@ -110,5 +111,6 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(dashscope.router, prefix="/alibailian/api/v1", include_in_schema=False)
     app.include_router(admin.router)
     app.include_router(playground.router)
+    app.include_router(docs.router)
     app.include_router(usage.router)
     return Measure(RequestId(StatusFastPath(app, running)), metrics=metrics)
