@@ -15,6 +15,7 @@ from vidgate import __version__
 from vidgate.api import admin, content, dashscope, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
+from vidgate.api.limits import FORM_OVERHEAD, BodyLimit
 from vidgate.api.middleware import Measure, RequestId
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
@@ -33,8 +34,8 @@ video-synthesis API in front of Sora, Wan, Kling, Jimeng, Vidu and a built-in lo
 
 
 def create_app(settings: Settings) -> ASGIApp:
-    """The vidgate ASGI app for these settings: the FastAPI app, behind the status-read fast path, with an
-    x-request-id and request metrics on every response."""
+    """The vidgate ASGI app for these settings: the FastAPI app, behind the status-read fast path and the
+    request-body cap, with an x-request-id and request metrics on every response."""
     settings = settings.with_secret()
     metrics = Metrics()
     running: dict[str, Services] = {}
@@ -109,4 +110,5 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(admin.router)
     app.include_router(playground.router)
     app.include_router(usage.router)
-    return Measure(RequestId(StatusFastPath(app, running)), metrics=metrics)
+    capped = BodyLimit(StatusFastPath(app, running), limit=settings.max_upload_bytes + FORM_OVERHEAD)
+    return Measure(RequestId(capped), metrics=metrics)
