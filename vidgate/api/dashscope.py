@@ -141,7 +141,13 @@ async def _resolve_uploads(body: dict[str, Any], key: KeyRecord, svc: ServicesDe
         if upload is None:
             raise InvalidRequest(f"{param}: no uploaded file {value} for this key.", param=param, code="InvalidURL")
         mime = upload.content_type or mimetypes.guess_type(upload.path)[0] or "application/octet-stream"
-        resolved[field] = await asyncio.to_thread(_data_uri, svc.settings.media_dir / upload.path, mime)
+        try:
+            resolved[field] = await asyncio.to_thread(_data_uri, svc.settings.media_dir / upload.path, mime)
+        except FileNotFoundError as exc:
+            # Its row outlived its file (a crash between the two, or a sweep in progress).
+            raise InvalidRequest(
+                f"{param}: the uploaded file {value} is gone.", param=param, code="InvalidURL"
+            ) from exc
     return {**body, "input": resolved}
 
 
