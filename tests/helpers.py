@@ -7,9 +7,11 @@ import io
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -226,3 +228,17 @@ def pg_reachable() -> bool:
         return True
 
     return asyncio.run(probe())
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """An RGB PNG of one grey, written row by row: Pillow would need width*height*3 bytes of memory to make it,
+    and it compresses ~1000:1 (13000x13000 is ~480 KB), as a decompression bomb does."""
+    row = b"\0" + b"\x80" * (width * 3)
+    deflate = zlib.compressobj(9)
+    idat = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -14,6 +14,7 @@ from vidgate import __version__, netguard
 from vidgate.api import admin, content, dashscope, docs, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
+from vidgate.api.limits import FORM_OVERHEAD, BodyLimit
 from vidgate.api.middleware import Measure, RequestId
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
@@ -32,8 +33,8 @@ video-synthesis API in front of Wan, Kling, Jimeng, Vidu, any OpenAI-format vide
 
 
 def create_app(settings: Settings) -> ASGIApp:
-    """The vidgate ASGI app for these settings: the FastAPI app, behind the status-read fast path, with an
-    x-request-id and request metrics on every response."""
+    """The vidgate ASGI app for these settings: the FastAPI app, behind the status-read fast path and the
+    request-body cap, with an x-request-id and request metrics on every response."""
     settings = settings.with_secret()
     metrics = Metrics()
     running: dict[str, Services] = {}
@@ -113,4 +114,5 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(playground.router)
     app.include_router(docs.router)
     app.include_router(usage.router)
-    return Measure(RequestId(StatusFastPath(app, running)), metrics=metrics)
+    capped = BodyLimit(StatusFastPath(app, running), limit=settings.max_upload_bytes + FORM_OVERHEAD)
+    return Measure(RequestId(capped), metrics=metrics)

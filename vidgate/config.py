@@ -88,7 +88,10 @@ class Settings(BaseModel):
     local_enabled: bool = True
     # How many local renders run at once (worker processes); 0 = one per CPU.
     local_workers: int = Field(default=0, ge=0)
+    # The largest request body on any route (an uploaded file, a JSON body with data: URIs); larger is a 413.
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # What one key may upload through the DashScope upload flow in any 24 h (uploads are kept 48 h).
+    upload_allowance_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     # First interval between status reads of an upstream task (it then grows); 0 = each model's own pace.
     poll_interval_s: float = Field(default=0.0, ge=0.0)
     # A channel whose submits fail this many times in a row is taken out for breaker_cooldown_s.

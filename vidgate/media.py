@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,6 +17,12 @@ from av.container import InputContainer
 from av.video.stream import VideoStream
 from PIL import Image
 
+# Input images larger than this are refused before they are decoded (SPEC §4, "Untrusted input limits").
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_SIDE = 8192
+# Pillow's own decompression-bomb guard, aligned with ours for every image this process opens: it warns above
+# MAX_IMAGE_PIXELS and refuses above twice that (its default lets 178 Mpx through).
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 THUMBNAIL_MAX_SIDE = 640
 SPRITE_TILE_MAX_SIDE = 256
 SPRITE_COLUMNS = 4
@@ -173,6 +180,7 @@ def _save(image: Image.Image, out_path: str, format: str, **options: object) -> 
 # as the DashScope SDK downloads `video_url`: HMAC-SHA256 over the path and the expiry, with the secret.
 
 FILE_NAMES = {"video.mp4": "video", "thumbnail.webp": "thumbnail", "spritesheet.jpg": "spritesheet"}
+_EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
 def _signature(secret: str, task_id: str, name: str, expires: int) -> str:
@@ -187,7 +195,13 @@ def signed_url(public_url: str, secret: str, task_id: str, name: str, *, expires
 
 
 def verify_signature(secret: str, task_id: str, name: str, expires: str, signature: str, *, now: float) -> bool:
-    """True when the signature is ours for this file and has not expired."""
-    if not expires.isdigit() or int(expires) < now:
+    """True when the signature is ours for this file and has not expired (any text in, never an exception)."""
+    # ASCII digits only: "²".isdigit() is True, and int("²") raises.
+    if not _EXPIRES.fullmatch(expires) or int(expires) < now:
         return False
-    return hmac.compare_digest(_signature(secret, task_id, name, int(expires)), signature)
+    return same_signature(_signature(secret, task_id, name, int(expires)), signature)
+
+
+def same_signature(expected: str, given: str) -> bool:
+    """Constant-time comparison of a signature we computed with one a client sent (which may be any text)."""
+    return given.isascii() and hmac.compare_digest(expected, given)

@@ -8,28 +8,43 @@ errors are {request_id, code, message}.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import math
 import mimetypes
+import re
 import secrets
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from vidgate import media
+from vidgate.api import limits
 from vidgate.api.deps import ServicesDep
 from vidgate.api.openai_videos import json_response
 from vidgate.engine import native
-from vidgate.errors import Conflict, InvalidRequest, PayloadTooLarge, PermissionDenied, UpstreamFailure
+from vidgate.engine import uploads as upload_flow
+from vidgate.errors import (
+    ClientError,
+    Conflict,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    UpstreamFailure,
+)
 from vidgate.providers.base import VideoRequest
 from vidgate.status import TaskStatus
 from vidgate.store import tasks as task_store
@@ -133,10 +148,19 @@ async def _resolve_uploads(body: dict[str, Any], key: KeyRecord, svc: ServicesDe
         upload = await upload_store.find_upload(svc.db, key=value.removeprefix("oss://"), key_id=key.id)
         if upload is None:
             raise InvalidRequest(f"{param}: no uploaded file {value} for this key.", param=param, code="InvalidURL")
-        data = (svc.settings.media_dir / upload.path).read_bytes()
         mime = upload.content_type or mimetypes.guess_type(upload.path)[0] or "application/octet-stream"
-        resolved[field] = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+        try:
+            resolved[field] = await asyncio.to_thread(_data_uri, svc.settings.media_dir / upload.path, mime)
+        except FileNotFoundError as exc:
+            # Its row outlived its file (a crash between the two, or a sweep in progress).
+            raise InvalidRequest(
+                f"{param}: the uploaded file {value} is gone.", param=param, code="InvalidURL"
+            ) from exc
     return {**body, "input": resolved}
+
+
+def _data_uri(path: Path, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
 # -- tasks ------------------------------------------------------------------------------------------------
@@ -256,7 +280,8 @@ async def list_tasks(request: Request, svc: ServicesDep) -> Response:
 def _int(value: str | None, param: str, *, default: int, low: int, high: int) -> int:
     if value in (None, ""):
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    # ASCII digits only: "²".isdigit() is True, and int("²") raises.
+    if not re.fullmatch(r"[0-9]{1,9}", value) or not low <= int(value) <= high:
         raise InvalidRequest(f"{param} must be an integer from {low} to {high}.", param=param)
     return int(value)
 
@@ -271,10 +296,65 @@ def _stamp(value: str | None, param: str) -> float | None:
 
 
 # -- uploads (the SDK's way to send local files) ------------------------------------------------------------
+# GET /uploads hands out a policy and an upload_host URL that carries a signed grant (key, policy id, expiry).
+# The unauthenticated POST to that URL is judged by the grant before a byte of its body is read; then the policy
+# in the form must be ours and match the grant. One object per policy; a key uploads at most its allowance a day.
+
+_GRANT = re.compile(
+    r"(?P<key_id>[A-Za-z0-9_-]{1,32})\.(?P<policy_id>[0-9a-f]{16})\.(?P<expires>[0-9]{1,12})\.(?P<sig>[0-9a-f]{64})"
+)
+
+
+@dataclass(frozen=True)
+class UploadGrant:
+    """What a signed upload URL allows: one object, for this key, under this policy, until `expires`."""
+
+    key_id: str
+    policy_id: str
+    expires: int
+
+    def token(self, secret: str) -> str:
+        return f"{self.key_id}.{self.policy_id}.{self.expires}.{self._signature(secret)}"
+
+    def _signature(self, secret: str) -> str:
+        message = f"upload:{self.key_id}:{self.policy_id}:{self.expires}".encode()
+        return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+    @classmethod
+    def read(cls, token: str, secret: str, *, now: float) -> UploadGrant:
+        """The grant in an upload URL; PermissionDenied unless it is well-formed, ours and unexpired."""
+        match = _GRANT.fullmatch(token)
+        if match is None:
+            raise PermissionDenied("The upload URL is not one vidgate made.", code="AccessDenied")
+        grant = cls(match["key_id"], match["policy_id"], int(match["expires"]))
+        if not hmac.compare_digest(grant._signature(secret), match["sig"]):
+            raise PermissionDenied("The upload URL signature does not match.", code="AccessDenied")
+        if grant.expires < now:
+            raise PermissionDenied("The upload policy has expired.", code="AccessDenied")
+        return grant
 
 
 def _policy_signature(secret: str, policy: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), policy.encode(), hashlib.sha1).digest()).decode()
+
+
+def _over_allowance(svc: ServicesDep) -> RateLimited:
+    allowance = svc.settings.upload_allowance_bytes
+    return RateLimited(
+        f"This key's upload allowance ({allowance} bytes a day) is used up; try again later.",
+        retry_after=3600,
+        code="Throttling.AllocationQuota",
+        param="file",
+    )
+
+
+async def _upload_room(key_id: str, svc: ServicesDep) -> int:
+    """Bytes the key may upload now; RateLimited when its allowance is used up."""
+    allowance = svc.settings.upload_allowance_bytes
+    remaining = await upload_flow.remaining_allowance(svc.db, key_id=key_id, allowance=allowance, now=time.time())
+    if remaining <= 0:
+        raise _over_allowance(svc)
+    return remaining
 
 
 @router.get("/uploads", summary="Upload policy for local files")
@@ -283,22 +363,27 @@ async def upload_policy(request: Request, svc: ServicesDep, action: str = "", mo
     key = await _key(request, svc)
     if action != "getPolicy":
         raise InvalidRequest("action must be getPolicy.", param="action")
-    limit = svc.settings.max_upload_bytes
-    upload_dir = f"dashscope-instant/{key.id}/{datetime.now(UTC):%Y-%m-%d}/{secrets.token_hex(8)}"
-    expires = int(time.time()) + UPLOAD_POLICY_TTL_S
-    policy = base64.b64encode(
-        orjson.dumps({"expiration": expires, "key_id": key.id, "dir": upload_dir, "max_bytes": limit})
-    ).decode()
+    limit = min(svc.settings.max_upload_bytes, await _upload_room(key.id, svc))
+    grant = UploadGrant(key.id, secrets.token_hex(8), int(time.time()) + UPLOAD_POLICY_TTL_S)
+    upload_dir = f"dashscope-instant/{key.id}/{datetime.now(UTC):%Y-%m-%d}/{grant.policy_id}"
+    claims = {
+        "expiration": grant.expires,
+        "key_id": key.id,
+        "policy_id": grant.policy_id,
+        "dir": upload_dir,
+        "max_bytes": limit,
+    }
+    policy = base64.b64encode(orjson.dumps(claims)).decode()
     # The upload host is vidgate itself, under the same prefix the client used.
     prefix = "/alibailian/api/v1" if request.url.path.startswith("/alibailian/") else "/api/v1"
     data = {
         "policy": policy,
         "signature": _policy_signature(svc.settings.secret, policy),
         "upload_dir": upload_dir,
-        "upload_host": f"{svc.settings.public_url}{prefix}/uploads/oss",
+        "upload_host": f"{svc.settings.public_url}{prefix}/uploads/oss/{grant.token(svc.settings.secret)}",
         "expire_in_seconds": UPLOAD_POLICY_TTL_S,
         "max_file_size_mb": max(1, limit // (1024 * 1024)),
-        "capacity_limit_mb": 999999999,
+        "capacity_limit_mb": max(1, svc.settings.upload_allowance_bytes // (1024 * 1024)),
         "oss_access_key_id": "vidgate",
         "x_oss_object_acl": "private",
         "x_oss_forbid_overwrite": "true",
@@ -306,40 +391,97 @@ async def upload_policy(request: Request, svc: ServicesDep, action: str = "", mo
     return json_response({"request_id": request_id(), "data": data})
 
 
-@router.post("/uploads/oss", summary="Upload host (form POST named by the policy)")
-async def upload_file(request: Request, svc: ServicesDep) -> Response:
-    """Receive one file under a policy from GET /uploads; no Authorization header (the policy is the proof)."""
-    limit = svc.settings.max_upload_bytes
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit + 64 * 1024:
-        raise PayloadTooLarge(f"The file is larger than {limit} bytes.", param="file", code="BadRequest.TooLarge")
-    async with request.form(max_files=1, max_fields=20, max_part_size=64 * 1024) as form:
-        policy, signature, key = (form.get(name) for name in ("policy", "Signature", "key"))
-        upload = form.get("file")
-        if not all(isinstance(value, str) and value for value in (policy, signature, key)):
-            raise PermissionDenied("policy, Signature and key are required.", code="AccessDenied")
-        assert isinstance(policy, str) and isinstance(signature, str) and isinstance(key, str)
-        if not hmac.compare_digest(_policy_signature(svc.settings.secret, policy), signature):
-            raise PermissionDenied("The upload policy signature does not match.", code="AccessDenied")
-        claims = orjson.loads(base64.b64decode(policy))
-        if claims["expiration"] < time.time():
-            raise PermissionDenied("The upload policy has expired.", code="AccessDenied")
-        if not key.startswith(claims["dir"] + "/") or ".." in key or len(key) > 400:
-            raise PermissionDenied("The key is outside the policy's upload_dir.", code="AccessDenied")
-        if not isinstance(upload, UploadFile):
-            raise InvalidRequest("The form needs a file part named file.", param="file")
-        content_type = str(form.get("x-oss-content-type") or upload.content_type or mimetypes.guess_type(key)[0] or "")
-        if not content_type.startswith(_UPLOAD_TYPES):
-            raise InvalidRequest(
-                f"Only image, audio and video files can be uploaded (got {content_type or 'unknown'}).", param="file"
-            )
-        await _store_upload(svc, upload, key=key, key_id=claims["key_id"], content_type=content_type, limit=limit)
+@router.post("/uploads/oss", include_in_schema=False)
+async def upload_without_grant() -> Response:
+    """Upload URLs from before signed grants (or typed by hand): refused without reading the body."""
+    raise PermissionDenied("This upload URL carries no grant; get a new policy from GET /uploads.", code="AccessDenied")
+
+
+@router.post("/uploads/oss/{grant}", summary="Upload host (form POST named by the policy)")
+async def upload_file(grant: str, request: Request, svc: ServicesDep) -> Response:
+    """Receive one file under a policy from GET /uploads; no Authorization header (the signed URL and the
+    policy are the proof, and the URL is checked before the body is read)."""
+    allowed = UploadGrant.read(grant, svc.settings.secret, now=time.time())
+    if await upload_store.policy_used(svc.db, policy_id=allowed.policy_id):
+        raise PermissionDenied("This upload policy was already used (one object per policy).", code="AccessDenied")
+    room = await _upload_room(allowed.key_id, svc)
+    limit = min(svc.settings.max_upload_bytes, room)
+    over = _over_allowance(svc) if room < svc.settings.max_upload_bytes else None
+    too_big = over or PayloadTooLarge(f"The file is larger than {limit} bytes.", param="file")
+    limits.lower_cap(request.scope, limit + limits.FORM_OVERHEAD, too_big)
+    # Only now is the body read.
+    form = await _upload_form(request)
+    try:
+        upload, key, content_type = _checked_form(form, allowed, svc)
+        stored = await _store_upload(
+            svc, upload, key=key, grant=allowed, content_type=content_type, cap=(limit, too_big)
+        )
+    finally:
+        await form.close()
+    if stored == "taken":
+        raise PermissionDenied("This upload policy was already used (one object per policy).", code="AccessDenied")
+    if stored == "over_allowance":
+        raise _over_allowance(svc)
     return Response(status_code=200)
 
 
+async def _upload_form(request: Request) -> Any:
+    try:
+        return await request.form(max_files=4, max_fields=20, max_part_size=64 * 1024)
+    except HTTPException as exc:
+        raise InvalidRequest(f"The upload form could not be read: {exc.detail}", param="file") from exc
+
+
+def _checked_form(form: Any, grant: UploadGrant, svc: ServicesDep) -> tuple[UploadFile, str, str]:
+    """(file, object key, content type) from a form whose policy is ours, matches the grant and names the key."""
+    policy, signature, key = (form.get(name) for name in ("policy", "Signature", "key"))
+    if not (isinstance(policy, str) and isinstance(signature, str) and isinstance(key, str) and policy and key):
+        raise PermissionDenied("policy, Signature and key are required.", code="AccessDenied")
+    if not media.same_signature(_policy_signature(svc.settings.secret, policy), signature):
+        raise PermissionDenied("The upload policy signature does not match.", code="AccessDenied")
+    claims = _claims(policy)
+    if claims.get("policy_id") != grant.policy_id or claims.get("key_id") != grant.key_id:
+        raise PermissionDenied(
+            "The policy in the form is not the one this upload URL was made for.", code="AccessDenied"
+        )
+    folder = claims.get("dir")
+    if not isinstance(folder, str) or not key.startswith(folder + "/") or ".." in key or len(key) > 400:
+        raise PermissionDenied("The key is outside the policy's upload_dir.", code="AccessDenied")
+    files = form.getlist("file")
+    if len(files) > 1:
+        raise InvalidRequest("The form has more than one part named file; send one file per policy.", param="file")
+    upload = files[0] if files else None
+    if not isinstance(upload, UploadFile):
+        raise InvalidRequest("The form needs a file part named file.", param="file")
+    content_type = str(form.get("x-oss-content-type") or upload.content_type or mimetypes.guess_type(key)[0] or "")
+    if not content_type.startswith(_UPLOAD_TYPES):
+        raise InvalidRequest(
+            f"Only image, audio and video files can be uploaded (got {content_type or 'unknown'}).", param="file"
+        )
+    return upload, key, content_type
+
+
+def _claims(policy: str) -> dict[str, Any]:
+    # Signed by us, so well-formed unless the secret leaked; still never a 500.
+    try:
+        claims = orjson.loads(base64.b64decode(policy, validate=True))
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise PermissionDenied("The upload policy is malformed.", code="AccessDenied") from exc
+    if not isinstance(claims, dict):
+        raise PermissionDenied("The upload policy is malformed.", code="AccessDenied")
+    return claims
+
+
 async def _store_upload(
-    svc: ServicesDep, upload: UploadFile, *, key: str, key_id: str, content_type: str, limit: int
-) -> None:
+    svc: ServicesDep,
+    upload: UploadFile,
+    *,
+    key: str,
+    grant: UploadGrant,
+    content_type: str,
+    cap: tuple[int, ClientError],
+) -> upload_store.Stored:
+    limit, too_big = cap
     relative = f"uploads/{hashlib.sha256(key.encode()).hexdigest()}{mimetypes.guess_extension(content_type) or ''}"
     path = svc.settings.media_dir / relative
     partial = path.with_name(path.name + f".{secrets.token_hex(4)}.part")
@@ -350,17 +492,25 @@ async def _store_upload(
             while chunk := await upload.read(1024 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLarge(
-                        f"The file is larger than {limit} bytes.", param="file", code="BadRequest.TooLarge"
-                    )
+                    raise too_big
                 handle.write(chunk)
         if size == 0:
             raise InvalidRequest("The uploaded file is empty.", param="file")
+        now = time.time()
         stored = await upload_store.insert_upload(
-            svc.db, key=key, key_id=key_id, path=relative, size=size, content_type=content_type
+            svc.db,
+            key=key,
+            key_id=grant.key_id,
+            path=relative,
+            size=size,
+            content_type=content_type,
+            policy_id=grant.policy_id,
+            allowance=svc.settings.upload_allowance_bytes,
+            since=now - upload_flow.ALLOWANCE_WINDOW_S,
+            now=now,
         )
-        if not stored:
-            raise Conflict("An object with this key already exists (x-oss-forbid-overwrite).", code="FileAlreadyExists")
-        partial.replace(path)
+        if stored == "stored":
+            partial.replace(path)
+        return stored
     finally:
         partial.unlink(missing_ok=True)

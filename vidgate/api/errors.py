@@ -69,9 +69,11 @@ _DASHSCOPE_CODES: list[tuple[type[VidgateError], str, int]] = [
 ]
 
 
+_DASHSCOPE_PREFIXES = ("/api/", "/alibailian/")
+
+
 def is_dashscope(request: Request) -> bool:
-    path = request.url.path
-    return path.startswith(("/api/", "/alibailian/"))
+    return request.url.path.startswith(_DASHSCOPE_PREFIXES)
 
 
 def _as_dashscope(exc: VidgateError) -> Response:
@@ -106,7 +108,12 @@ def _headers(exc: Exception) -> dict[str, str] | None:
 
 async def client_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ClientError)
-    if is_dashscope(request):
+    return client_error_response(request.url.path, exc)
+
+
+def client_error_response(path: str, exc: ClientError) -> Response:
+    """A refusal in the shape of the surface that `path` belongs to (also for pure-ASGI middleware)."""
+    if path.startswith(_DASHSCOPE_PREFIXES):
         return _as_dashscope(exc)
     return openai_error(exc.status, exc.message, type_=exc.type, param=exc.param, code=exc.code, headers=_headers(exc))
 
@@ -137,7 +144,7 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 
 def unexpected_error(path: str = "") -> Response:
     """What a client sees for a bug: a JSON 500, never a traceback (the log has the traceback)."""
-    if path.startswith(("/api/", "/alibailian/")):
+    if path.startswith(_DASHSCOPE_PREFIXES):
         return dashscope_error(500, "InternalError", "The server had an error while processing your request.")
     return openai_error(
         500, "The server had an error while processing your request.", type_="server_error", code="internal_error"

@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from vidgate.api import limits
 from vidgate.api.deps import KeyDep, Services, ServicesDep
 from vidgate.api.schemas import CREATE_BODY, REMIX_BODY, DeletedVideo, ModelList, Video, VideoList
 from vidgate.engine.normalize import RawCreate, Upload
@@ -24,6 +25,8 @@ from vidgate.store.tasks import TaskRow, TaskView
 router = APIRouter(prefix="/v1", tags=["OpenAI Videos API"])
 
 _TEXT_FIELDS = ("prompt", "model", "seconds", "size", "resolution", "metadata")
+# Remix and other small JSON or form bodies.
+SMALL_BODY_BYTES = 1024 * 1024
 _BRACKET = re.compile(r"^input_reference\[(image_url|file_id)\]$")
 
 
@@ -175,18 +178,12 @@ def model_object(spec: ModelSpec) -> dict[str, Any]:
 # -- request bodies -----------------------------------------------------------------------------------
 
 
-def _check_length(request: Request, limit: int) -> None:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", param="input_reference")
-
-
 async def read_fields(request: Request, svc: ServicesDep) -> dict[str, Any]:
     """A small body as a dict, from JSON, multipart or a urlencoded form (remix and the like)."""
-    _check_length(request, 1024 * 1024)
+    limits.lower_cap(request.scope, SMALL_BODY_BYTES)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await _form(request, 1024 * 1024)
+        form = await _form(request, SMALL_BODY_BYTES)
         return {key: value for key, value in form.multi_items() if isinstance(value, str)}
     return await _json_object(request)
 
@@ -194,7 +191,6 @@ async def read_fields(request: Request, svc: ServicesDep) -> dict[str, Any]:
 async def read_create(request: Request, svc: ServicesDep) -> RawCreate:
     """The create fields from multipart/form-data (any openai SDK ≥ 2.27) or JSON (older SDKs)."""
     limit = svc.settings.max_upload_bytes
-    _check_length(request, limit + 64 * 1024)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _raw_from_form(request, svc, limit)
@@ -231,6 +227,7 @@ async def _raw_from_form(request: Request, svc: ServicesDep, limit: int) -> RawC
     form = await _form(request, limit)
     raw = RawCreate()
     try:
+        _refuse_repeated(form)
         for name, value in form.multi_items():
             if name in _TEXT_FIELDS:
                 setattr(raw, name, value if isinstance(value, str) else None)
@@ -242,6 +239,23 @@ async def _raw_from_form(request: Request, svc: ServicesDep, limit: int) -> RawC
     finally:
         await form.close()
     return raw
+
+
+def _refuse_repeated(form: Any) -> None:
+    """Each create field at most once: of two files (or values) for one field, neither may silently win."""
+    seen: set[str] = set()
+    for name, value in form.multi_items():
+        field = "input_reference" if _BRACKET.match(name) else name
+        if field not in _TEXT_FIELDS and field != "input_reference":
+            continue
+        if field in seen:
+            kind = "file" if isinstance(value, UploadFile) else "value"
+            raise InvalidRequest(
+                f"The form gives {field} more than once (another {kind}); send one.",
+                param=field,
+                code="duplicate_field",
+            )
+        seen.add(field)
 
 
 async def _save_upload(upload: UploadFile, svc: ServicesDep, limit: int) -> Upload:

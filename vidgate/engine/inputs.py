@@ -15,7 +15,7 @@ import av
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from vidgate import netguard
+from vidgate import media, netguard
 from vidgate.errors import AddressRefused, HostNotResolved, InvalidRequest, PayloadTooLarge
 from vidgate.providers.base import MediaInput, VideoRequest
 
@@ -66,7 +66,7 @@ async def _materialize_one(
         return replace(item, path=stored, mime=mime)
     url = item.url or ""
     if url.startswith("data:"):
-        data, declared = decode_data_uri(url, item.field, max_bytes)
+        data, declared = await asyncio.to_thread(decode_data_uri, url, item.field, max_bytes)
         stored = dest.with_suffix(mimetypes.guess_extension(declared or "") or ".bin")
         dest.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(stored.write_bytes, data)
@@ -97,24 +97,41 @@ def decode_data_uri(uri: str, field: str, max_bytes: int) -> tuple[bytes, str | 
 
 
 def check_media(path: Path, item: MediaInput) -> str:
-    """The file's real type; InvalidRequest when it is not a readable image (or audio, for audio)."""
+    """The file's real type; InvalidRequest when it is not a readable image (or audio, for audio).
+
+    An image is judged by its header first (Pillow's open reads only that): too many pixels or too long a side
+    is refused before anything is decoded. Then it is decoded once, which is what proves it readable."""
     if item.role == "audio":
         return _check_audio(path, item.field)
     try:
         with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            image.load()
             kind = image.format or ""
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+            _check_dimensions(image.size, item.field)
+            if kind not in _IMAGE_FORMATS:
+                raise InvalidRequest(
+                    f"{item.field}: {kind or 'this'} images are not accepted (JPEG, PNG, WebP, BMP).", param=item.field
+                )
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's guard (aligned with ours in vidgate.media) saw the header first.
+        raise InvalidRequest(
+            f"{item.field} is larger than {media.MAX_IMAGE_PIXELS // 1_000_000} megapixels.", param=item.field
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidRequest(
             f"{item.field} is not a readable image (accepted: JPEG, PNG, WebP, BMP).", param=item.field
         ) from exc
-    if kind not in _IMAGE_FORMATS:
-        raise InvalidRequest(
-            f"{item.field}: {kind or 'this'} images are not accepted (JPEG, PNG, WebP, BMP).", param=item.field
-        )
     return _IMAGE_FORMATS[kind]
+
+
+def _check_dimensions(size: tuple[int, int], field: str) -> None:
+    width, height = size
+    if max(width, height) > media.MAX_IMAGE_SIDE or width * height > media.MAX_IMAGE_PIXELS:
+        raise InvalidRequest(
+            f"{field} is {width}x{height}; images may be at most {media.MAX_IMAGE_SIDE} px a side and "
+            f"{media.MAX_IMAGE_PIXELS // 1_000_000} megapixels.",
+            param=field,
+        )
 
 
 def _check_audio(path: Path, field: str) -> str:

@@ -34,7 +34,8 @@ _MEDIA_KEYS: dict[str, Role] = {
 }
 _BOOL_KEYS = frozenset({"watermark", "prompt_extend", "audio", "bgm"})
 _STR_KEYS = frozenset({"negative_prompt", "template", "mode", "aspect_ratio", "movement_amplitude"})
-_SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX*\u00d7]\s*(\d{2,5})\s*$")  # WxH, W*H, and the multiplication sign
+# WxH, W*H, and the multiplication sign; ASCII digits only (int() also reads "١٢٨", and `\d` matches it).
+_SIZE = re.compile(r"^\s*([0-9]{2,5})\s*[xX*\u00d7]\s*([0-9]{2,5})\s*$")
 _TIER = re.compile(r"^\s*(480|720|1080)\s*[pP]\s*$")
 
 
@@ -103,7 +104,7 @@ def parse_seconds(value: Any, spec: ModelSpec) -> int:
     text = str(value).strip()
     if isinstance(value, float):
         text = str(int(value)) if value.is_integer() else text
-    if not re.fullmatch(r"\d{1,4}", text) or int(text) not in spec.seconds:
+    if not re.fullmatch(r"[0-9]{1,4}", text) or int(text) not in spec.seconds:
         raise InvalidRequest(
             f"Invalid value for 'seconds': '{value}'. Supported values for {spec.name} are: {allowed}.",
             param="seconds",

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate import media
 from vidgate.config import Settings
-from vidgate.engine import billing
+from vidgate.engine import billing, uploads
 from vidgate.engine.schedule import failure_delay, poll_delay
 from vidgate.engine.submit import Submitter
 from vidgate.errors import ProviderError, RateLimited, UpstreamUnavailable, VidgateError
@@ -141,13 +141,16 @@ class Poller:
         return max(0.0, min(MAX_IDLE_SLEEP_S, due - time.time()))
 
     async def sweep(self) -> int:
-        """Delete the stored files of videos past their retention (`expires_at`); the task rows stay."""
-        expired = await task_store.expired_media(self._db, now=time.time(), limit=200)
+        """Delete the stored files of videos past their retention (`expires_at`; the task rows stay), uploads
+        past their useful life and stray temp files (engine/uploads.py)."""
+        now = time.time()
+        expired = await task_store.expired_media(self._db, now=now, limit=200)
         for task_id in expired:
             shutil.rmtree(self._submitter.media_dir(task_id), ignore_errors=True)
         await task_store.forget_media(self._db, task_ids=expired)
         if expired:
             log.info("retention: deleted the files of %d expired videos", len(expired))
+        await uploads.sweep(self._db, self._settings.media_dir, now=now)
         return len(expired)
 
     async def _guarded(self, row: TaskRow) -> None:

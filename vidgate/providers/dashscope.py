@@ -8,6 +8,7 @@ i2v/kf2v models `parameters.resolution` (a tier; the aspect follows the image). 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import mimetypes
 from collections.abc import Mapping, Sequence
@@ -225,7 +226,8 @@ class DashScopeProvider(Provider):
         return {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
 
     async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
-        body = build_body(req)
+        # Reading and base64-encoding stored inputs is blocking work: off the event loop.
+        body = await asyncio.to_thread(build_body, req)
         headers = {**self._headers(creds), "X-DashScope-Async": "enable"}
         if req.native is not None and any(str(v).startswith("oss://") for v in _walk(body)):
             headers["X-DashScope-OssResourceResolve"] = "enable"

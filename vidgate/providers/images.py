@@ -12,7 +12,9 @@ _JPEG_PNG = {"image/jpeg", "image/png"}
 
 
 def as_jpeg_or_png(data: bytes, mime: str | None) -> bytes:
-    """JPEG or PNG bytes: as given when they already are, else re-encoded as PNG (WebP, BMP, GIF uploads)."""
+    """JPEG or PNG bytes: as given when they already are, else re-encoded as PNG (WebP, BMP, GIF uploads).
+
+    Blocking (a 36 Mpx GIF takes ~1 s): adapters call it from build_body, which their submit runs in a thread."""
     if mime in _JPEG_PNG:
         return data
     try:

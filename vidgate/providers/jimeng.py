@@ -25,6 +25,7 @@ Decisions where providers.md §4 is uncertain:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -435,8 +436,10 @@ class JimengProvider(Provider):
             )
 
     async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+        # Images are read and re-encoded (GIF, WebP, BMP -> PNG) in build_body: blocking work, off the event loop.
+        body = await asyncio.to_thread(build_body, req)
         try:
-            answer = await self._call(creds, SUBMIT, build_body(req))
+            answer = await self._call(creds, SUBMIT, body)
         except UpstreamRejected as exc:
             raise UpstreamRejected(exc.message, code=exc.code, param=_client_param(exc.param, req)) from exc
         task = parse_submit(answer)

@@ -24,6 +24,7 @@ Decisions where providers.md §3 leaves room:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -286,7 +287,8 @@ class KlingProvider(Provider):
 
     async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         kind = kind_of(req)
-        body = build_body(req, external_task_id=task_id)
+        # Images are read and re-encoded (GIF, WebP, BMP -> PNG) here: blocking work, off the event loop.
+        body = await asyncio.to_thread(build_body, req, external_task_id=task_id)
         url = f"{self._base(creds)}/v1/videos/{kind}"
         try:
             answer = await send(self._http, "POST", url, headers=self._headers(creds), json=body, error=error_from)

@@ -83,6 +83,11 @@ uploads = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("content_type", sa.String(100), nullable=True),
     sa.Column("created_at", Time, nullable=False),
+    # The upload policy the object came under: one object per policy.
+    sa.Column("policy_id", sa.String(32), nullable=True),
+    sa.UniqueConstraint("policy_id", name="uq_uploads_policy_id"),
+    sa.Index("ix_uploads_key_created", "key_id", "created_at"),
+    sa.Index("ix_uploads_created", "created_at"),
 )
 
 
