@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from vidgate import __version__
+from vidgate import __version__, redact
 from vidgate.api import admin, content, dashscope, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
@@ -24,7 +24,8 @@ from vidgate.engine.submit import Submitter
 from vidgate.engine.webhooks import Deliverer
 from vidgate.metrics import Metrics
 from vidgate.providers.registry import build_registry
-from vidgate.store.db import close_reader, create_engine, migrate
+from vidgate.redact import Redactor
+from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 
 log = logging.getLogger("vidgate")
 
@@ -39,11 +40,16 @@ def create_app(settings: Settings) -> ASGIApp:
     metrics = Metrics()
     running: dict[str, Services] = {}
 
+    redactor = Redactor.for_settings(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # In each process (uvicorn workers too): no secret leaves it through a log line.
+        redact.install(redactor)
         settings.media_dir.mkdir(parents=True, exist_ok=True)
-        migrate(settings.database_url)
-        db = create_engine(settings.database_url)
+        migrate(settings.database_url, secret=settings.secret)
+        db = create_engine(settings.database_url, secret=settings.secret, redactor=redactor)
+        await check_secret(db)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
         registry = build_registry(settings, http)
         health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
@@ -62,12 +68,14 @@ def create_app(settings: Settings) -> ASGIApp:
             await provider.start(poller.wake)
         poller.start()
         deliverer.start()
+        keys = KeyRing(db)
+        await keys.start()
         app.state.services = running["svc"] = Services(
             settings=settings,
             db=db,
             http=http,
             registry=registry,
-            keys=KeyRing(db),
+            keys=keys,
             submitter=submitter,
             poller=poller,
             metrics=metrics,
@@ -83,6 +91,7 @@ def create_app(settings: Settings) -> ASGIApp:
             yield
         finally:
             running.clear()
+            await keys.stop()
             await deliverer.stop()
             await poller.stop()
             for provider in registry.providers.values():

@@ -18,12 +18,14 @@ from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store.db import create_engine, migrate
 
+SECRET = "store-test-secret"
+
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate, database_url)
-    await asyncio.to_thread(migrate, database_url)  # idempotent
-    engine = create_engine(database_url)
+    await asyncio.to_thread(migrate, database_url, secret=SECRET)
+    await asyncio.to_thread(migrate, database_url, secret=SECRET)  # idempotent
+    engine = create_engine(database_url, secret=SECRET)
     yield engine
     await engine.dispose()
 

@@ -32,6 +32,7 @@ from vidgate.engine import native
 from vidgate.errors import Conflict, InvalidRequest, PayloadTooLarge, PermissionDenied
 from vidgate.providers.base import VideoRequest
 from vidgate.status import TaskStatus
+from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store import uploads as upload_store
 from vidgate.store.keys import KeyRecord
@@ -320,6 +321,7 @@ async def upload_file(request: Request, svc: ServicesDep) -> Response:
         claims = orjson.loads(base64.b64decode(policy))
         if claims["expiration"] < time.time():
             raise PermissionDenied("The upload policy has expired.", code="AccessDenied")
+        await _refuse_revoked(svc, claims)
         if not key.startswith(claims["dir"] + "/") or ".." in key or len(key) > 400:
             raise PermissionDenied("The key is outside the policy's upload_dir.", code="AccessDenied")
         if not isinstance(upload, UploadFile):
@@ -331,6 +333,13 @@ async def upload_file(request: Request, svc: ServicesDep) -> Response:
             )
         await _store_upload(svc, upload, key=key, key_id=claims["key_id"], content_type=content_type, limit=limit)
     return Response(status_code=200)
+
+
+async def _refuse_revoked(svc: ServicesDep, claims: Mapping[str, Any]) -> None:
+    """An upload policy goes with the key it was issued to: once that key is revoked, the policy is refused."""
+    key_id = claims.get("key_id")
+    if not isinstance(key_id, str) or not await key_store.is_active(svc.db, key_id=key_id):
+        raise PermissionDenied("The key this upload policy was issued to has been revoked.", code="AccessDenied")
 
 
 async def _store_upload(
