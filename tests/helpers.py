@@ -62,6 +62,7 @@ class Server:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     keys: dict[str, str] = field(default_factory=dict)
+    log_level: str = "warning"
     _log_handle: Any = None
 
     @property
@@ -81,7 +82,7 @@ class Server:
                 "--port",
                 str(self.port),
                 "--log-level",
-                "warning",
+                self.log_level,
             ],
             stdout=handle,
             stderr=subprocess.STDOUT,
