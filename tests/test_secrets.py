@@ -4,8 +4,10 @@ body; the database and var/ secrets are readable by their owner only; the dev ke
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -33,6 +35,9 @@ from tests.fakes.kling import FakeKling
 from tests.fakes.sora import FakeSora
 from tests.fakes.vidu import FakeVidu
 from tests.helpers import Server, cli, free_port, write_config
+from tests.store.test_secrets_at_rest import alembic
+from vidgate.auth import display_prefix, hash_key, new_key, new_webhook_secret
+from vidgate.providers.base import VideoRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 WAN = "wan2.5-t2v-preview"
@@ -377,3 +382,88 @@ def test_make_dev_key_keeps_the_key_off_command_lines_and_owner_only(
     # The recipe `make run` uses is this one.
     recipe = (ROOT / "Makefile").read_text().split("\nrun:")[1].split("\n\n")[0]
     assert "dev-key" in recipe and "keys check" not in recipe
+
+
+# -- a database written by the old schema ----------------------------------------------------------------------
+
+
+def test_a_database_of_the_old_schema_is_sealed_and_its_tasks_still_run(tmp_path: Path) -> None:
+    tag = secrets.token_hex(6)
+    channel_key = f"sk-ds-old-{tag}"
+    dashscope, hooks = FakeDashScope(api_keys={channel_key}), HookReceiver()
+    database = tmp_path / "vidgate.db"
+    with dashscope.running(), hooks.running():
+        alembic(f"sqlite:///{database}", "upgrade", "0003", None)
+        # What vidgate at revision 0003 left: a key whose webhook secret is in plaintext, and a task in progress
+        # upstream whose credentials are in plaintext.
+        native = "/api/v1/services/aigc/video-generation/video-synthesis"
+        upstream = httpx.post(
+            dashscope.base_url + native,
+            headers={"Authorization": f"Bearer {channel_key}", "X-DashScope-Async": "enable"},
+            json={"model": WAN, "input": {"prompt": "old"}, "parameters": {"size": "1280*720", "duration": 5}},
+        ).json()["output"]["task_id"]
+        key, hooks.secret = new_key(), new_webhook_secret()
+        creds = {"channel": "wan-main", "base_url": dashscope.base_url, "api_key": channel_key}
+        task_id = write_old_rows(database, key, hooks.secret, f"{hooks.base_url}/hook", creds, upstream)
+        plaintext = b"".join(path.read_bytes() for path in tmp_path.glob("vidgate.db*"))
+        assert channel_key.encode() in plaintext and hooks.secret.encode() in plaintext
+
+        port = free_port()
+        wan = channel("wan-main", "dashscope", dashscope.base_url, api_key=channel_key)
+        config = write_config(tmp_path, port=port, extra="poll_interval_s = 0.2\n" + wan)
+        server = Server(config=config, port=port, log=tmp_path / "server.log")
+        server.start()
+        try:
+            with httpx.Client(base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {key}"}) as client:
+                assert wait_finished(client, task_id)["status"] == "completed"  # polled with the opened credentials
+                assert client.get(f"/videos/{task_id}/content").status_code == 200
+            deadline = time.monotonic() + 30
+            while not hooks.verified:  # signed with the opened webhook secret
+                assert time.monotonic() < deadline, hooks.refused
+                time.sleep(0.1)
+        finally:
+            server.stop()
+    columns = stored_texts(database)
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("vidgate.db*"))
+    for value in (channel_key, hooks.secret, key):
+        assert value.encode() not in raw
+        assert not [column for column, text in columns.items() if value in text]
+    assert columns["tasks.credentials"].startswith("v1.") and columns["api_keys.webhook_secret"].startswith("v1.")
+
+
+def write_old_rows(
+    database: Path, key: str, whsec: str, hook_url: str, credentials: dict[str, str], upstream_id: str
+) -> str:
+    """The rows as vidgate at revision 0003 wrote them (plaintext secrets), in WAL mode as it ran."""
+    key_id, task_id, now = "key_" + secrets.token_hex(8), "video_" + secrets.token_hex(16), time.time()
+    request = VideoRequest(model=WAN, prompt="old", seconds=5, width=1280, height=720, tier="720P", mode="t2v")
+    connection = sqlite3.connect(database)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(
+            "INSERT INTO api_keys (id, name, key_hash, key_prefix, created_at, webhook_url, webhook_secret)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key_id, "old", hash_key(key), display_prefix(key), now, hook_url, whsec),
+        )
+        connection.execute(
+            "INSERT INTO tasks (id, key_id, model, provider, channel, upstream_id, credentials, status, progress,"
+            " prompt, seconds, size, request, created_at, updated_at, deadline_at, next_poll_at, price_micros)"
+            " VALUES (?, ?, ?, 'dashscope', 'wan-main', ?, ?, 'in_progress', 10, 'old', 5, '1280x720',"
+            " ?, ?, ?, ?, ?, 0)",
+            (
+                task_id,
+                key_id,
+                WAN,
+                upstream_id,
+                json.dumps(credentials),
+                json.dumps(request.to_json()),
+                now,
+                now,
+                now + 3600,
+                now,
+            ),
+        )
+        connection.commit()
+    finally:
+        connection.close()
+    return task_id
