@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -78,3 +79,34 @@ class Vault:
 
     def open_json(self, token: str, *, context: str) -> Any:
         return orjson.loads(self.open(token, context=context))
+
+
+class SealedJSON(Mapping[str, Any]):
+    """A sealed JSON object, opened on first use: a value that does not open fails where it is needed (one task's
+    upstream call), not wherever its row is read (a page of tasks, a poller's whole batch)."""
+
+    __slots__ = ("_context", "_opened", "_token", "_vault")
+
+    def __init__(self, vault: Vault, token: str, *, context: str) -> None:
+        self._vault, self._token, self._context = vault, token, context
+        self._opened: dict[str, Any] | None = None
+
+    def _open(self) -> dict[str, Any]:
+        if self._opened is None:
+            opened = self._vault.open_json(self._token, context=self._context)
+            if not isinstance(opened, dict):
+                raise SealError(f"{self._context}: the sealed value is not a JSON object")
+            self._opened = opened
+        return self._opened
+
+    def __getitem__(self, key: str) -> Any:
+        return self._open()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._open())
+
+    def __len__(self) -> int:
+        return len(self._open())
+
+    def __repr__(self) -> str:
+        return "SealedJSON(…)"

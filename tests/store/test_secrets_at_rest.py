@@ -20,16 +20,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.helpers import PG_ADMIN_URL
-from tests.store.test_store import task_values
+
+# One secret for every store test: on PostgreSQL they share one database.
+from tests.store.test_store import SECRET, task_values
 from vidgate.auth import KeyRing, new_key, new_webhook_secret
-from vidgate.errors import ConfigError, Unauthenticated
+from vidgate.errors import ConfigError, SealError, Unauthenticated
 from vidgate.redact import Redactor
 from vidgate.status import TaskStatus
 from vidgate.store import keys as key_store
+from vidgate.store import tables
 from vidgate.store import tasks as task_store
 from vidgate.store.db import MIGRATIONS, async_url, check_secret, create_engine, migrate
 
-SECRET = "store-secret-for-sealing"
 CHANNEL_KEY = "sk-channel-" + "Q7" * 12
 
 
@@ -283,3 +285,30 @@ async def test_the_watcher_refuses_a_revoked_key_within_its_interval(db: AsyncEn
     finally:
         await ring.stop()
         await elsewhere.dispose()
+
+
+async def test_a_row_that_does_not_open_fails_only_where_its_secrets_are_used(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url, secret=SECRET)
+    foreign = create_engine(database_url, secret="the secret of a misconfigured replica")
+    ours = create_engine(database_url, secret=SECRET)
+    key, record = await KeyRing(foreign).create(name="foreign", webhook_url="http://h/x", webhook_secret="whsec_x")
+    try:
+        values = task_values(record.id, credentials={"channel": "c", "api_key": CHANNEL_KEY})
+        await task_store.insert_task(foreign, values)
+        # Reads, pages and the poller's claims still work for every other row ...
+        row = await task_store.get_task(ours, task_id=values["id"])
+        assert row is not None and row.status == TaskStatus.QUEUED
+        claimed = await task_store.claim_due(ours, owner="x", now=time.time(), limit=1000, lease_s=30)
+        assert values["id"] in {r.id for r in claimed}
+        # ... and the row's own credentials fail where they are needed.
+        with pytest.raises(SealError):
+            dict(row.credentials)
+        # Its key still authenticates; it has no usable webhook secret.
+        assert (await KeyRing(ours).authenticate(f"Bearer {key}")).webhook_secret is None
+    finally:
+        # Leave nothing foreign in the run's shared PostgreSQL database (servers check the secret on it).
+        async with ours.begin() as conn:
+            await conn.execute(tables.tasks.delete().where(tables.tasks.c.key_id == record.id))
+            await conn.execute(tables.api_keys.delete().where(tables.api_keys.c.id == record.id))
+        await foreign.dispose()
+        await ours.dispose()

@@ -92,9 +92,10 @@ async def check_secret(engine: AsyncEngine) -> None:
     """ConfigError unless the engine's secret opens what is sealed in the database (`secret` was changed)."""
     vault = protection(engine).vault
     async with engine.connect() as conn:
-        task = (await conn.execute(sa.select(tasks.c.id, tasks.c.credentials).limit(1))).first()
+        latest = sa.select(tasks.c.id, tasks.c.credentials).order_by(tasks.c.seq.desc()).limit(1)
+        task = (await conn.execute(latest)).first()
         sealed_keys = sa.select(api_keys.c.id, api_keys.c.webhook_secret).where(api_keys.c.webhook_secret.is_not(None))
-        key = (await conn.execute(sealed_keys.limit(1))).first()
+        key = (await conn.execute(sealed_keys.order_by(api_keys.c.created_at.desc()).limit(1))).first()
     try:
         if task is not None:
             vault.open(task.credentials, context=sealed_context(tasks.c.credentials, task.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.crypto import Vault
+from vidgate.errors import SealError
 from vidgate.store.db import protection, sealed_context, sqlite_reader
 from vidgate.store.tables import api_keys
+
+log = logging.getLogger("vidgate.store")
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,19 @@ def _record(row: sa.Row[tuple[object, ...]], vault: Vault) -> KeyRecord:
         revoked_at=data["revoked_at"],
         quota_micros=data["quota_micros"],
         webhook_url=data["webhook_url"],
-        webhook_secret=vault.open(sealed, context=_webhook_context(data["id"])).decode() if sealed else None,
+        webhook_secret=_open_webhook_secret(vault, data["id"], sealed),
     )
+
+
+def _open_webhook_secret(vault: Vault, key_id: str, sealed: str | None) -> str | None:
+    if sealed is None:
+        return None
+    try:
+        return vault.open(sealed, context=_webhook_context(key_id)).decode()
+    except SealError as exc:
+        # The key still authenticates; only its deliveries fail (recorded on each, as for a key without one).
+        log.error("key %s: %s", key_id, exc)
+        return None
 
 
 async def insert_key(

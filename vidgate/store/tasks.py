@@ -11,7 +11,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from vidgate.crypto import Vault
+from vidgate.crypto import SealedJSON, Vault
 from vidgate.status import ACTIVE, TaskStatus
 from vidgate.store import usage
 from vidgate.store.db import protection, sealed_context, sqlite_reader
@@ -34,8 +34,8 @@ class TaskRow:
     provider: str
     channel: str
     upstream_id: str | None
-    # Opened from its sealed form; never in a repr.
-    credentials: dict[str, Any] = field(repr=False)
+    # Opened from its sealed form on first use; never in a repr.
+    credentials: Mapping[str, Any] = field(repr=False)
     status: TaskStatus
     progress: int
     prompt: str
@@ -133,9 +133,8 @@ def _credentials_context(task_id: str) -> str:
     return sealed_context(tasks.c.credentials, task_id)
 
 
-def _open_credentials(vault: Vault, task_id: str, sealed: str) -> dict[str, Any]:
-    opened: dict[str, Any] = vault.open_json(sealed, context=_credentials_context(task_id))
-    return opened
+def _open_credentials(vault: Vault, task_id: str, sealed: str) -> Mapping[str, Any]:
+    return SealedJSON(vault, sealed, context=_credentials_context(task_id))
 
 
 # Columns that hold texts made from errors (upstream answers, exception texts): redacted before they are stored.
