@@ -46,12 +46,18 @@ def write_config(folder: Path, *, port: int, database_url: str | None = None, ex
 
 
 def cli(
-    *args: str, config: Path | None = None, check: bool = True, env: dict[str, str] | None = None
+    *args: str,
+    config: Path | None = None,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "vidgate", *args]
     if config is not None:
         cmd += ["--config", str(config)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}, cwd=cwd
+    )
     if check and result.returncode != 0:
         raise AssertionError(
             f"vidgate {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"

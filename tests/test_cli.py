@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import Server, assert_mp4, cli, png_bytes
 
@@ -74,6 +75,46 @@ def test_generate_writes_the_mp4(server: Server, tmp_path: Path) -> None:
         server.key("gen"),
     )
     assert_mp4(out2, width=128, height=128, seconds=1)
+
+
+def test_generate_takes_the_server_url_with_or_without_v1(server: Server, tmp_path: Path) -> None:
+    for n, base_url in enumerate((server.url, f"{server.url}/", f"{server.url}/v1/")):
+        out = tmp_path / f"{n}.mp4"
+        args = ("generate", "a fox", "--seconds", "1", "--size", "64x64", "--out", str(out), "--base-url", base_url)
+        result = cli(*args, "--api-key", server.key("gen"))
+        assert result.stdout.strip() == str(out), base_url
+        assert_mp4(out, width=64, height=64, seconds=1)
+
+
+def test_generate_finds_the_dev_key_and_says_so(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VIDGATE_API_KEY", raising=False)
+    folder = tmp_path / "checkout"
+    (folder / "var").mkdir(parents=True)
+    key = server.key("dev")
+    (folder / "var" / "dev-key").write_text(f"{key}\n")  # as `make run` writes it
+    out = tmp_path / "dev.mp4"
+    args = ("generate", "a fox", "--seconds", "1", "--size", "64x64", "--out", str(out), "--base-url", server.url)
+    result = cli(*args, cwd=folder)
+    assert "using the dev key from ./var/dev-key" in result.stderr
+    assert key not in result.stderr  # named, never printed whole
+    assert_mp4(out, width=64, height=64, seconds=1)
+    videos = httpx.get(f"{server.url}/v1/videos", headers={"Authorization": f"Bearer {key}"}).json()["data"]
+    assert len(videos) == 1 and videos[0]["prompt"] == "a fox"
+
+    # An explicit key wins over the file, silently.
+    other = server.key("gen")
+    result = cli(*args, "--api-key", other, cwd=folder)
+    assert "dev key" not in result.stderr
+
+    # No key anywhere: a clear error naming every place a key can come from, and nothing is sent.
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    refused = cli(*args, cwd=empty, check=False)
+    assert refused.returncode == 2 and refused.stdout == ""
+    message = " ".join(refused.stderr.split())
+    assert all(place in message for place in ("--api-key", "$VIDGATE_API_KEY", "./var/dev-key", "make run")), message
 
 
 def test_generate_reports_refusals(server: Server, tmp_path: Path) -> None:

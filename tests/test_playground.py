@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from tests.helpers import Server, png_bytes
+from tests.fakes.sora import FakeSora
+from tests.helpers import Server, png_bytes, running_gateway
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Locator, Page
+    from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -87,8 +91,9 @@ class Watched:
         return [line for line in self.console if not any(text in line for text in allowed)] + self.errors
 
 
-@pytest.fixture
-def watched(browser: Browser, server: Server) -> Iterator[Watched]:
+@contextlib.contextmanager
+def watch(browser: Browser, server: Server) -> Iterator[Watched]:
+    """A fresh page on `server`, recording its console problems and every progress value its cards show."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -101,8 +106,16 @@ def watched(browser: Browser, server: Server) -> Iterator[Watched]:
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: result.errors.append(f"pageerror: {error}"))
-    yield result
-    context.close()
+    try:
+        yield result
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def watched(browser: Browser, server: Server) -> Iterator[Watched]:
+    with watch(browser, server) as result:
+        yield result
 
 
 def video_ids(server: Server, key: str) -> list[str]:
@@ -341,3 +354,137 @@ def test_lost_connection_shows_a_banner_until_vidgate_answers_again(watched: Wat
     assert video_ids(server, key) == [video_id]
     refused = [line for line in watched.console if "ERR_CONNECTION_REFUSED" not in line]
     assert refused + watched.errors == []
+
+
+def test_docs_render_offline_with_no_request_leaving_the_machine(watched: Watched, server: Server) -> None:
+    page = watched.page
+    seen: list[str] = []
+    refused: list[str] = []
+
+    def only_loopback(route: Route) -> None:
+        url = route.request.url
+        seen.append(url)
+        if urlsplit(url).hostname == "127.0.0.1":
+            route.continue_()
+        else:  # what a machine with no internet would do to a CDN request
+            refused.append(url)
+            route.abort("internetdisconnected")
+
+    page.route("**/*", only_loopback)
+    page.on("request", lambda request: seen.append(request.url))
+    page.goto("/docs")
+    # The operations list renders: Swagger UI's script ran and read /openapi.json.
+    page.locator(".opblock").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    paths = {text.replace("\u200b", "") for text in page.locator(".opblock-summary-path").all_inner_texts()}
+    assert {"/v1/videos", "/v1/videos/{video_id}", "/v1/models"} <= paths, paths
+    assert page.locator(".opblock-post .opblock-summary-path", has_text="/v1/videos").count() >= 1
+    assert refused == []
+    hosts = {urlsplit(url).hostname for url in seen if not url.startswith(("data:", "blob:"))}
+    assert hosts == {"127.0.0.1"}, sorted(set(seen))
+    assert any(url.endswith("/openapi.json") for url in seen)
+    assert any(url.endswith("/swagger-ui-bundle.js") for url in seen)
+    assert watched.problems() == []  # no CSP violation, no script error
+
+
+def test_docs_assets_are_served_from_the_package(server: Server) -> None:
+    page = httpx.get(server.url + "/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text and "cdn" not in page.text.lower() and "https://" not in page.text
+    assets = re.findall(r'(?:href|src)="(/docs-assets/[^"]+)"', page.text)
+    assert len(assets) == 4, assets
+    for path in assets:
+        response = httpx.get(server.url + path)
+        assert response.status_code == 200 and response.content, path
+    bundle = httpx.get(server.url + next(path for path in assets if path.endswith("/swagger-ui-bundle.js")))
+    assert bundle.headers["content-type"].startswith("text/javascript") and len(bundle.content) > 500_000
+    assert "immutable" in bundle.headers["cache-control"]
+    folder = assets[0].rsplit("/", 1)[0]
+    # Only the files the page uses, under the current version; nothing else in the package's folder.
+    for path in (f"{folder}/redoc.standalone.js", f"{folder}/..", "/docs-assets/x/swagger-ui.css"):
+        assert httpx.get(server.url + path).status_code == 404, path
+    assert httpx.get(server.url + "/redoc").status_code == 404
+
+
+# The playground's pace with many unfinished videos (app.js LIST_ROUND_MS).
+LIST_ROUND_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def slow_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, FakeSora]]:
+    """vidgate in front of an OpenAI-format emulator whose videos never finish unless a test moves them on."""
+    upstream = FakeSora(api_keys=frozenset({"sk-slow"}), polls_per_step=10**9)
+    channel = f"""
+[[channels]]
+name = "slow"
+provider = "openai"
+base_url = "{upstream.base_url}"
+api_key = "sk-slow"
+"""
+    with upstream.running(), running_gateway(tmp_path_factory.mktemp("slowgw"), channel) as server:
+        yield server, upstream
+
+
+def video_path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def test_many_unfinished_videos_cost_one_list_request_a_round(
+    browser: Browser, slow_gateway: tuple[Server, FakeSora]
+) -> None:
+    server, upstream = slow_gateway
+    key = server.key("pg-many")
+    with httpx.Client(base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {key}"}) as api:
+        running = [api.post("/videos", json={"prompt": f"slow {n}", "model": "sora-2"}).json()["id"] for n in range(10)]
+        upstream.fail_next("moderation_blocked", "Your request was blocked by our moderation system.")
+        blocked = api.post("/videos", json={"prompt": "blocked one", "model": "sora-2"}).json()["id"]
+        (upstream_id,) = [task.id for task in upstream.tasks.values() if task.prompt == "blocked one"]
+        upstream.advance(upstream_id, steps=5)
+        deadline = time.monotonic() + 20
+        while (failed := api.get(f"/videos/{blocked}").json())["status"] != "failed":
+            assert time.monotonic() < deadline, failed
+            time.sleep(0.1)
+
+        with watch(browser, server) as watched:
+            page = watched.page
+            seen: list[tuple[float, str]] = []
+            page.on("request", lambda request: seen.append((time.monotonic(), request.url)))
+            save_key(page, key)
+            page.wait_for_function("n => document.querySelectorAll('[data-testid=video-card]').length === n", arg=11)
+
+            # The failed video's card says why, in the upstream's words (our code is on the API's error).
+            card(page, blocked).and_(page.locator("[data-status=failed]")).wait_for()
+            note = card(page, blocked).locator("[data-testid=video-error]")
+            assert note.is_visible() and note.inner_text() == failed["error"]["message"]
+            assert (
+                note.inner_text() == "Upstream: moderation_blocked: Your request was blocked by our moderation system."
+            )
+
+            # Ten unfinished: a few rounds of one list request each, and no request per video.
+            start, first = time.monotonic(), len(seen)
+            rounds: list[str] = []
+            while len(rounds) < 3:
+                assert time.monotonic() - start < 6 * LIST_ROUND_S, seen[first:]
+                page.wait_for_timeout(100)
+                rounds = [url for _, url in seen[first:] if video_path(url) == "/v1/videos"]
+            elapsed = time.monotonic() - start
+            window = [video_path(url) for _, url in seen[first:] if video_path(url).startswith("/v1/")]
+            assert [path for path in window if path.startswith("/v1/videos/video_")] == [], window
+            assert window == ["/v1/videos"] * len(window), window
+            assert all(parse_qs(urlsplit(url).query)["limit"] == ["100"] for url in rounds)
+            assert len(rounds) <= elapsed / LIST_ROUND_S + 1, (len(rounds), elapsed)
+
+            # Deleted elsewhere: the next round drops their cards; with two left, each is polled on its own.
+            for video_id in running[2:]:
+                assert api.delete(f"/videos/{video_id}").status_code == 200
+            page.wait_for_function("n => document.querySelectorAll('[data-testid=video-card]').length === n", arg=3)
+            mark = len(seen)
+            single = {f"/v1/videos/{video_id}" for video_id in running[:2]}
+            deadline = time.monotonic() + 5
+            while not single <= {video_path(url) for _, url in seen[mark:]}:
+                assert time.monotonic() < deadline, seen[mark:]
+                page.wait_for_timeout(100)
+            page.wait_for_timeout(int(LIST_ROUND_S * 1000) + 300)
+            assert "/v1/videos" not in [video_path(url) for _, url in seen[mark:]]  # the rounds stopped
+            assert watched.problems() == []

@@ -160,7 +160,9 @@ def test_no_secret_in_logs_rows_or_error_bodies(tmp_path: Path) -> None:
             channel("sora", "openai", sora.base_url, 1, api_key=creds["sora"]),
         ]
         port = free_port()
-        config = write_config(tmp_path, port=port, extra="poll_interval_s = 0.2\n" + "".join(channels))
+        # The webhook receiver is on loopback: delivering to it is the operator's choice.
+        settings = "poll_interval_s = 0.2\nfetch_private_urls = true\n"
+        config = write_config(tmp_path, port=port, extra=settings + "".join(channels))
         server = Server(config=config, port=port, log=tmp_path / "server.log", log_level="info")
         server.start()
         try:
@@ -410,7 +412,7 @@ def test_a_database_of_the_old_schema_is_sealed_and_its_tasks_still_run(tmp_path
 
         port = free_port()
         wan = channel("wan-main", "dashscope", dashscope.base_url, api_key=channel_key)
-        config = write_config(tmp_path, port=port, extra="poll_interval_s = 0.2\n" + wan)
+        config = write_config(tmp_path, port=port, extra="poll_interval_s = 0.2\nfetch_private_urls = true\n" + wan)
         server = Server(config=config, port=port, log=tmp_path / "server.log")
         server.start()
         try:

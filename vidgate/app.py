@@ -7,12 +7,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from vidgate import __version__, redact
-from vidgate.api import admin, content, dashscope, errors, openai_videos, playground, usage
+from vidgate import __version__, netguard, redact
+from vidgate.api import admin, content, dashscope, docs, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
 from vidgate.api.middleware import Measure, RequestId
@@ -30,7 +29,7 @@ from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 log = logging.getLogger("vidgate")
 
 DESCRIPTION = """One key and one API for video generation: the OpenAI Videos API and the DashScope
-video-synthesis API in front of Sora, Wan, Kling, Jimeng, Vidu and a built-in local renderer."""
+video-synthesis API in front of Wan, Kling, Jimeng, Vidu, any OpenAI-format video API and a built-in local renderer."""
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -50,7 +49,10 @@ def create_app(settings: Settings) -> ASGIApp:
         migrate(settings.database_url, secret=settings.secret)
         db = create_engine(settings.database_url, secret=settings.secret, redactor=redactor)
         await check_secret(db)
-        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False)
+        # Calls to a channel's own base_url host go out as they are; every other URL (inputs, results,
+        # webhooks) only reaches public addresses, unless its caller's policy says otherwise.
+        configured = frozenset(netguard.host_of(channel.base_url) for channel in settings.channels if channel.base_url)
+        http = netguard.client(policy=netguard.Policy(hosts=configured))
         registry = build_registry(settings, http)
         health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
         submitter = Submitter(settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics)
@@ -105,7 +107,8 @@ def create_app(settings: Settings) -> ASGIApp:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs is served from the package's own copy of Swagger UI (api/docs.py), never from a CDN.
+        docs_url=None,
         redoc_url=None,
     )
     errors.install(app)
@@ -117,5 +120,6 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(dashscope.router, prefix="/alibailian/api/v1", include_in_schema=False)
     app.include_router(admin.router)
     app.include_router(playground.router)
+    app.include_router(docs.router)
     app.include_router(usage.router)
     return Measure(RequestId(StatusFastPath(app, running)), metrics=metrics)

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vidgate import netguard
 from vidgate.auth import KeyRing, new_webhook_secret
 from vidgate.config import Settings, load_settings
 from vidgate.engine.health import load_health
@@ -40,6 +41,8 @@ if not out.is_terminal:
     # Piped into a script or a file: do not wrap table cells at 80 columns.
     out = Console(width=400)
 T = TypeVar("T")
+# Where `make run` keeps the key it created (relative to the folder it runs in); `generate` falls back to it.
+DEV_KEY = "var/dev-key"
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="Config file (default: $VIDGATE_CONFIG, then ./vidgate.toml).")
@@ -113,9 +116,12 @@ def keys_create(
     settings = _settings(config)
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
     quota_micros = _quota(quota)
-    if webhook is not None and not webhook.startswith(("http://", "https://")):
-        err.print("[red]--webhook must be an http(s) URL[/red]")
-        raise typer.Exit(2)
+    if webhook is not None:
+        try:
+            netguard.parse_url(webhook)
+        except ValueError as exc:
+            err.print(f"[red]--webhook must be an http(s) URL: {exc}[/red]")
+            raise typer.Exit(2) from exc
     secret = new_webhook_secret() if webhook else None
 
     async def create(engine: AsyncEngine) -> str:
@@ -328,17 +334,17 @@ def generate(
     ] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the MP4 (default: <id>.mp4).")] = None,
     base_url: Annotated[
-        str, typer.Option(envvar="VIDGATE_BASE_URL", help="The gateway's /v1 base URL.")
-    ] = "http://127.0.0.1:8000/v1",
-    api_key: Annotated[str | None, typer.Option(envvar="VIDGATE_API_KEY", help="API key (sk-vg-…).")] = None,
+        str, typer.Option(envvar="VIDGATE_BASE_URL", help="The gateway's URL, with or without /v1.")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="VIDGATE_API_KEY", help=f"API key (sk-vg-…); default: the first line of ./{DEV_KEY}."),
+    ] = None,
 ) -> None:
     """Submit through the OpenAI API, show progress, and download the MP4."""
-    if not api_key:
-        err.print("[red]an API key is needed:[/red] --api-key or $VIDGATE_API_KEY")
-        raise typer.Exit(2)
+    key = api_key or _dev_key()
     fields = {k: v for k, v in {"prompt": prompt, "model": model, "seconds": seconds, "size": size}.items() if v}
-    base = base_url.rstrip("/")
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {api_key}"}, timeout=120) as client:
+    with httpx.Client(base_url=api_root(base_url), headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:
         files = {"input_reference": (image.name, image.read_bytes())} if image else None
         video = _check(client.post("/videos", data=fields, files=files))
         err.print(f"created {video['id']} ({video['model']}, {video['size']}, {video['seconds']} s)")
@@ -356,6 +362,29 @@ def generate(
                     handle.write(chunk)
     err.print(f"wrote {target} ({target.stat().st_size} bytes)")
     typer.echo(str(target))
+
+
+def api_root(base_url: str) -> str:
+    """The OpenAI API root of a gateway given as its server URL, with or without /v1."""
+    base = base_url.strip().rstrip("/")
+    return base if base.endswith("/v1") else f"{base}/v1"
+
+
+def _dev_key() -> str:
+    """The key `make run` wrote (first line of ./var/dev-key), said aloud; a clear exit when there is none."""
+    path = Path(DEV_KEY)
+    try:
+        key = path.read_text().splitlines()[0].strip() if path.is_file() else ""
+    except (OSError, UnicodeDecodeError, IndexError):
+        key = ""
+    if not key:
+        err.print(
+            f"[red]an API key is needed:[/red] --api-key, $VIDGATE_API_KEY, or ./{DEV_KEY} (written by `make run`; "
+            "none here). Create one with `vidgate keys create --name me`."
+        )
+        raise typer.Exit(2)
+    err.print(f"using the dev key from ./{DEV_KEY} ({key[:9]}…)")
+    return key
 
 
 def _follow(client: httpx.Client, video: dict[str, Any]) -> dict[str, Any]:

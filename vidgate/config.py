@@ -41,6 +41,28 @@ class ChannelConfig(BaseModel):
     priority: int = 0
     weight: int = Field(default=1, ge=1)
     max_in_flight: int | None = Field(default=None, ge=1)
+    # Only for models the provider does not know (an `openai` channel's `models` naming what its OpenAI-format
+    # upstream serves): the seconds and WxH sizes those models take, the first size being the default. Omitted:
+    # any whole seconds from 1 to 60 and any even WxH from 16 to 4096 per side go through, and the upstream judges.
+    seconds: tuple[int, ...] | None = None
+    sizes: tuple[str, ...] | None = None
+
+    @field_validator("seconds")
+    @classmethod
+    def _seconds(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or any(not 1 <= item <= 3600 for item in value)):
+            raise ValueError("seconds must list whole seconds from 1 to 3600")
+        return value
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        sizes = tuple(item.strip().lower() for item in value)
+        if not sizes or any(not re.fullmatch(r"[1-9]\d{1,4}x[1-9]\d{1,4}", item) for item in sizes):
+            raise ValueError('sizes must list WxH sizes such as "1280x720"')
+        return sizes
 
     @field_validator("base_url")
     @classmethod

@@ -21,9 +21,54 @@ Client-facing errors carry what each surface needs to render them (api/errors.py
         └── NotSupported             the provider has no such operation (cancel, remix)
 
 Foreign exceptions (httpx, SQLAlchemy, PyAV) are translated at one boundary with `raise X(...) from exc`.
+
+Raised inside vidgate's HTTP client, and so an httpx error like any other failure to connect:
+
+    httpx.ConnectError
+    ├── AddressRefused               the URL guard (netguard.py) would not connect to a non-public address
+    └── HostNotResolved              the URL guard found no address for the host
+
+What an upstream itself said about a refused request or a failed task is kept verbatim in an UpstreamFailure
+(who said it, its code, its text), so a user can look the code up in the vendor's documentation.
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import httpx
+
+# "Vendor: Code" or "Vendor: Code: message", as UpstreamFailure.text() writes them; a code is one word.
+_FAILURE_TEXT = re.compile(r"^(?P<vendor>[^:\n]+): (?P<code>[\w.\-]+)(?:: (?P<message>.*))?$", re.S)
+
+
+@dataclass(frozen=True)
+class UpstreamFailure:
+    """An upstream's own verdict, verbatim: who said it (`vendor`), its `code` and its `message`.
+
+    Clients read it as `text()`: "Vidu: CreationPolicyViolation: <Vidu's message>". A part the upstream did
+    not send is left out; `note` is vidgate's reading of a bare code and follows after " - ".
+    """
+
+    vendor: str
+    code: str | None = None
+    message: str | None = None
+    note: str | None = None
+
+    def text(self) -> str:
+        said = ": ".join(part for part in (self.code, self.message) if part)
+        if self.note:
+            said = f"{said} - {self.note}" if said else self.note
+        return f"{self.vendor}: {said or 'no reason given'}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> UpstreamFailure | None:
+        """The vendor, code and message back from a `text()` that carried a code (None for any other text)."""
+        match = _FAILURE_TEXT.match(text or "")
+        if match is None:
+            return None
+        return cls(vendor=match["vendor"], code=match["code"], message=match["message"])
 
 
 class VidgateError(Exception):
@@ -136,12 +181,24 @@ class ProviderError(VidgateError):
 
 
 class UpstreamRejected(ProviderError):
-    """The upstream refused the request itself (a parameter or policy error); not worth retrying."""
+    """The upstream refused the request itself (a parameter or policy error); not worth retrying.
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+    `code` is vidgate's own (e.g. content_policy_violation; None for a plain refusal); `upstream` keeps what
+    the upstream said, verbatim, when it said something.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        upstream: UpstreamFailure | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.param = param
+        self.upstream = upstream
 
 
 class UpstreamTransient(ProviderError):
@@ -155,3 +212,24 @@ class UpstreamTransient(ProviderError):
 
 class NotSupported(ProviderError):
     """The provider has no such operation."""
+
+
+class AddressRefused(httpx.ConnectError):
+    """The URL guard would not connect: the host is, or resolves to, an address that is not public.
+
+    The message names the host and the class of address refused, never the address a name resolved to.
+    """
+
+    def __init__(self, host: str, kind: str, *, resolved: bool) -> None:
+        what = f"{host} resolves to a {kind} address" if resolved else f"{host} is a {kind} address"
+        super().__init__(f"{what}; vidgate connects only to public addresses")
+        self.host = host
+        self.kind = kind
+
+
+class HostNotResolved(httpx.ConnectError):
+    """The URL guard's one lookup of a host gave no address (or did not answer in time)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"cannot resolve {host}")
+        self.host = host

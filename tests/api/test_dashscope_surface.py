@@ -19,8 +19,8 @@ import pytest
 from dashscope import VideoSynthesis
 from dashscope.aigc.video_synthesis import AioVideoSynthesis
 
-from tests.fakes.dashscope import FakeDashScope
-from tests.helpers import Server, assert_mp4, mp4_facts, png_bytes, running_gateway
+from tests.fakes.dashscope import FAIL_MESSAGES, FakeDashScope
+from tests.helpers import Server, assert_mp4, mp4_facts, png_bytes, running_gateway, wait_video
 
 # The 1.x SDK opens a requests.Session per call and never closes it; its sockets are reclaimed by GC.
 pytestmark = [
@@ -470,15 +470,43 @@ def test_upstream_failure_surfaces_on_both_surfaces(gw: Server, sdk: str, upstre
     result = VideoSynthesis.call(
         api_key=sdk, model="wan2.5-t2v-preview", prompt="FAIL:DataInspectionFailed please", size="1280*720"
     )
+    # DashScope's own code and message, as the upstream gave them (FAIL_MESSAGES is the emulator's wording) ...
     assert result.output.task_status == "FAILED"
-    assert result.output.code == "DataInspectionFailed" and result.output.message
+    said = FAIL_MESSAGES["DataInspectionFailed"]
+    assert (result.output.code, result.output.message) == ("DataInspectionFailed", said)
+    # ... and on the OpenAI surface our code, with DashScope's code and words in the message.
     with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=sdk, max_retries=0) as client:
         video = client.videos.retrieve(result.output.task_id)
         assert video.status == "failed" and video.error is not None
-        assert video.error.code == "DataInspectionFailed" and video.error.message == result.output.message
+        assert video.error.code == "content_policy_violation"
+        assert video.error.message == f"DashScope: DataInspectionFailed: {said}"
+        upstream.fail_next("InternalError.Algo")
+        other = client.videos.create(model="wan2.5-t2v-preview", prompt="an ordinary scene", size="1280x720")
+        failed = wait_video(client, other.id)
+        assert failed.error is not None
+        assert (failed.error.code, failed.error.message) == (
+            "generation_failed",
+            f"DashScope: InternalError.Algo: {FAIL_MESSAGES['InternalError.Algo']}",
+        )
+    native = VideoSynthesis.fetch(other.id, api_key=sdk)
+    assert (native.output.code, native.output.message) == ("InternalError.Algo", FAIL_MESSAGES["InternalError.Algo"])
 
 
 def test_upstream_param_error_is_a_400(gw: Server, sdk: str, upstream: FakeDashScope) -> None:
     # A parameter only the upstream knows is wrong: forwarded, refused there, mapped to a client 400.
     result = VideoSynthesis.async_call(api_key=sdk, model="wan2.5-t2v-preview", prompt="x", size="1280*720", seed=-5)
     assert result.status_code == 400 and result.code == "InvalidParameter", result
+
+
+def test_upstream_refusal_keeps_dashscopes_words(gw: Server, sdk: str, upstream: FakeDashScope) -> None:
+    del upstream.models["wan2.5-t2v-preview"]  # this account's DashScope no longer serves it (reset() restores it)
+    result = VideoSynthesis.async_call(api_key=sdk, model="wan2.5-t2v-preview", prompt="x", size="1280*720")
+    # The DashScope surface: DashScope's own code and message, as it gave them.
+    assert (result.status_code, result.code, result.message) == (400, "InvalidParameter", "Model not exist."), result
+    # The OpenAI surface: our code; DashScope's code and words in the message.
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=sdk, max_retries=0)
+    with client, pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(model="wan2.5-t2v-preview", prompt="x", size="1280x720")
+    assert info.value.code == "upstream_rejected"
+    assert info.value.message.endswith("DashScope: InvalidParameter: Model not exist."), info.value.message
+    assert len(upstream.submits()) == 2

@@ -98,7 +98,7 @@ def test_json_errors(http: httpx.Client) -> None:
     )
     # vidgate fetches URLs for the local renderer, but never from loopback unless configured to.
     error = error_of(http.post("/videos", json={"prompt": "x", "input_reference": "http://127.0.0.1:1/a.png"}), 400)
-    assert error["param"] == "input_reference" and "private" in error["message"]
+    assert error["param"] == "input_reference" and "loopback" in error["message"]
 
 
 def test_malformed_bodies(http: httpx.Client) -> None:

@@ -403,10 +403,18 @@ class FakeSora(FakeUpstream):
 
     name = "sora"
 
-    def __init__(self, api_keys: frozenset[str] = frozenset({"sk-openai-test"}), polls_per_step: int = 1) -> None:
+    def __init__(
+        self,
+        api_keys: frozenset[str] = frozenset({"sk-openai-test"}),
+        polls_per_step: int = 1,
+        other_models: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+    ) -> None:
+        """`other_models`: model -> (seconds, sizes) it takes besides Sora's own, as another OpenAI-format server
+        (a self-hosted model, another gateway) would serve them; Sora's models keep Sora's rules."""
         if polls_per_step < 1:
             raise ValueError("polls_per_step must be >= 1")
         self.api_keys = api_keys
+        self.other_models = dict(other_models or {})
         self.polls_per_step = polls_per_step
         self.tasks: dict[str, SoraTask] = {}
         self.deleted: dict[str, SoraTask] = {}
@@ -554,12 +562,17 @@ class FakeSora(FakeUpstream):
         fields, multipart = request_fields(entry)
         reject_unknown(fields, CREATE_FIELDS)
         prompt = check_prompt(fields)
-        model = check_choice(fields, "model", tuple(MODELS), "sora-2")
-        seconds = check_choice(fields, "seconds", SECONDS, "4")
-        size = check_choice(fields, "size", SIZES, "720x1280")
-        allowed_sizes = SIZES_BY_FAMILY[MODELS[model]]
-        if size not in allowed_sizes:
-            raise invalid_value("size", size, allowed_sizes, f" for model '{model}'")
+        model = check_choice(fields, "model", (*MODELS, *self.other_models), "sora-2")
+        if model in self.other_models:
+            other_seconds, other_sizes = self.other_models[model]
+            seconds = check_choice(fields, "seconds", tuple(other_seconds), other_seconds[0])
+            size = check_choice(fields, "size", tuple(other_sizes), other_sizes[0])
+        else:
+            seconds = check_choice(fields, "seconds", SECONDS, "4")
+            size = check_choice(fields, "size", SIZES, "720x1280")
+            allowed_sizes = SIZES_BY_FAMILY[MODELS[model]]
+            if size not in allowed_sizes:
+                raise invalid_value("size", size, allowed_sizes, f" for model '{model}'")
         reference = None
         if fields.get("input_reference") is not None:
             reference = check_reference(fields["input_reference"], size, multipart)

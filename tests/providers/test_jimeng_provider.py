@@ -26,7 +26,7 @@ from volcengine.Credentials import Credentials as VolcCredentials
 from tests.fakes.jimeng import FakeJimeng
 from tests.helpers import Server, mp4_facts, png_bytes, running_gateway
 from tests.helpers import wait_video as finish
-from vidgate.errors import InvalidRequest, UpstreamRejected, UpstreamTransient
+from vidgate.errors import InvalidRequest, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers import jimeng
 from vidgate.providers.base import Credentials, MediaInput, VideoRequest
 
@@ -229,7 +229,13 @@ def test_parse_submit() -> None:
     assert jimeng.parse_submit(answer(10000, {"task_id": "7392616336519610409"})) == "7392616336519610409"
     with pytest.raises(UpstreamRejected) as info:
         jimeng.parse_submit(answer(50412, None, "Text Risk Not Pass"))
-    assert (info.value.code, info.value.message, info.value.param) == ("50412", "Text Risk Not Pass", "prompt")
+    refusal = info.value
+    assert (refusal.code, refusal.message, refusal.param) == (
+        "content_policy_violation",
+        "Jimeng: 50412: Text Risk Not Pass",
+        "prompt",
+    )
+    assert refusal.upstream == UpstreamFailure("Jimeng", "50412", "Text Risk Not Pass")
     for transient in (answer(50429, None, "Request Has Reached API Limit"), answer(10000, None), ENVELOPE, {}):
         with pytest.raises(UpstreamTransient):
             jimeng.parse_submit(transient)
@@ -243,16 +249,25 @@ def test_parse_progress_states() -> None:
     )
     assert (done.state, done.progress, done.video_url) == ("completed", 100, "https://x.volces.com/v.mp4")
     risk = jimeng.parse_progress(answer(50413, None, "Post Text Risk Not Pass"))
-    assert (risk.state, risk.error_code, risk.error_message) == ("failed", "50413", "Post Text Risk Not Pass")
+    assert (risk.state, risk.error_code) == ("failed", "content_policy_violation")
+    assert risk.error_message == "Jimeng: 50413: Post Text Risk Not Pass"
+    # A business code that is no risk block: our generic code, Jimeng's code and words in the message.
+    odd = jimeng.parse_progress(answer(50400, None, "Invalid parameter: frames"))
+    assert (odd.error_code, odd.error_message) == ("generation_failed", "Jimeng: 50400: Invalid parameter: frames")
     expired = jimeng.parse_progress(answer(10000, {"status": "expired", "video_url": ""}))
-    assert (expired.state, expired.error_code) == ("failed", "expired")
+    assert (expired.state, expired.error_code) == ("failed", "upstream_task_lost")
+    assert expired.error_message == "Jimeng: expired - The Jimeng task expired."
 
 
 def test_not_found_is_transient_only_right_after_submit() -> None:
     gone = answer(10000, {"status": "not_found", "video_url": ""})
     with pytest.raises(UpstreamTransient):
         jimeng.parse_progress(gone, age_s=3.0)
-    assert jimeng.parse_progress(gone, age_s=jimeng.NOT_FOUND_GRACE_S + 1).error_code == "not_found"
+    lost = jimeng.parse_progress(gone, age_s=jimeng.NOT_FOUND_GRACE_S + 1)
+    assert (lost.error_code, lost.error_message) == (
+        "upstream_task_lost",
+        "Jimeng: not_found - Jimeng no longer knows this task.",
+    )
     assert jimeng.parse_progress(gone).state == "failed"
 
 
@@ -293,7 +308,9 @@ def test_error_from(status: int, body: Any, kind: type[Exception], param: str | 
     error = jimeng.error_from(status, body)
     assert type(error) is kind
     if isinstance(error, UpstreamRejected):
-        assert error.param == param and error.code == str(body["code"]) and error.message == body["message"]
+        assert error.param == param and error.upstream == UpstreamFailure("Jimeng", str(body["code"]), body["message"])
+        assert error.message == f"Jimeng: {body['code']}: {body['message']}"
+        assert error.code == ("content_policy_violation" if "Risk" in body["message"] else None)
 
 
 # -- models and checks -------------------------------------------------------------------------------------------
@@ -363,12 +380,15 @@ async def test_not_found_and_expired(upstream: FakeJimeng) -> None:
         with pytest.raises(UpstreamTransient, match="not_found"):
             await provider.poll(jimeng.upstream_id("jimeng_t2v_v30", "123", time.time()), creds(upstream))
         old = await provider.poll(jimeng.upstream_id("jimeng_t2v_v30", "123", time.time() - 3600), creds(upstream))
-        assert (old.state, old.error_code) == ("failed", "not_found")
+        assert (old.state, old.error_code) == ("failed", "upstream_task_lost") and "not_found" in (
+            old.error_message or ""
+        )
         submitted = await provider.submit(request(), creds(upstream), task_id="video_y")
         assert (await provider.poll(submitted.upstream_id, creds(upstream))).state == "queued"
         upstream.expire(jimeng.split_upstream_id(submitted.upstream_id)[1])
         expired = await provider.poll(submitted.upstream_id, creds(upstream))
-        assert (expired.state, expired.error_code) == ("failed", "expired")
+        assert (expired.state, expired.error_code) == ("failed", "upstream_task_lost")
+        assert (expired.error_message or "").startswith("Jimeng: expired")
 
 
 # -- end to end through vidgate ---------------------------------------------------------------------------------
@@ -575,10 +595,20 @@ def test_poll_faults_never_fail_a_task(client: OpenAI, upstream: FakeJimeng) -> 
 def test_provider_side_failure_surfaces_its_message(client: OpenAI, upstream: FakeJimeng) -> None:
     risky = finish(client, client.videos.create(model="jimeng_vgfm_t2v_l20", prompt="please FAIL").id)
     assert risky.status == "failed" and risky.error is not None
-    assert risky.error.message == "Post Text Risk Not Pass"
+    assert (risky.error.code, risky.error.message) == (
+        "content_policy_violation",
+        "Jimeng: 50413: Post Text Risk Not Pass",
+    )
     upstream.fail_next(50411, "Pre Img Risk Not Pass")
     image = ("kite.png", png_bytes(640, 480), "image/png")
     video_id = client.videos.create(model="jimeng_vgfm_i2v_l20", prompt="fine", input_reference=image).id
     broke = finish(client, video_id)
     assert broke.status == "failed" and broke.error is not None
-    assert broke.error.message == "Pre Img Risk Not Pass"
+    assert (broke.error.code, broke.error.message) == (
+        "content_policy_violation",
+        "Jimeng: 50411: Pre Img Risk Not Pass",
+    )
+    upstream.fail_next(50400, "Invalid parameter: seed")
+    odd = finish(client, client.videos.create(model="jimeng_vgfm_t2v_l20", prompt="fine").id)
+    assert odd.error is not None
+    assert (odd.error.code, odd.error.message) == ("generation_failed", "Jimeng: 50400: Invalid parameter: seed")

@@ -21,7 +21,7 @@ from PIL import Image
 from tests.fakes.kling import RISK_CONTROL_MSG, FakeKling
 from tests.helpers import Server, mp4_facts, png_bytes, running_gateway
 from tests.helpers import wait_video as finish
-from vidgate.errors import InvalidRequest, UpstreamRejected, UpstreamTransient
+from vidgate.errors import InvalidRequest, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers import kling
 from vidgate.providers.base import Credentials, MediaInput, VideoRequest
 
@@ -194,7 +194,12 @@ def test_parse_progress_states() -> None:
     assert (done.state, done.progress, done.video_url) == ("completed", 100, "https://p1.a.kwimgs.com/bs2/upload/x.mp4")
     assert done.usage == {"final_unit_deduction": "1", "video_duration": "5.1"}
     failed = kling.parse_progress(FAILED)
-    assert (failed.state, failed.error_message) == ("failed", RISK_CONTROL_MSG)
+    assert (failed.state, failed.error_code) == ("failed", "content_policy_violation")
+    assert failed.error_message == f"Kling: {RISK_CONTROL_MSG}"
+    broke = kling.parse_progress({**FAILED, "data": {**FAILED["data"], "task_status_msg": "Insufficient balance"}})
+    assert (broke.error_code, broke.error_message) == ("generation_failed", "Kling: Insufficient balance")
+    silent = kling.parse_progress({**FAILED, "data": {**FAILED["data"], "task_status_msg": ""}})
+    assert (silent.error_code, silent.error_message) == ("generation_failed", "Kling: no reason given")
     assert kling.task_id_of(CREATED) == "797428282378637398"
 
 
@@ -236,7 +241,8 @@ def test_error_codes(status: int, code: int, kind: type[Exception]) -> None:
     error = kling.error_from(status, {"code": code, "message": "m", "request_id": "r"})
     assert type(error) is kind
     if isinstance(error, UpstreamRejected):
-        assert error.code == str(code) and error.message == "m"
+        assert error.upstream == UpstreamFailure("Kling", str(code), "m") and error.message == f"Kling: {code}: m"
+        assert error.code == ("content_policy_violation" if code == 1301 else None)
 
 
 def test_error_without_kling_body_is_transient() -> None:
@@ -560,8 +566,8 @@ def test_poll_faults_never_fail_a_task(client: OpenAI, upstream: FakeKling) -> N
 def test_provider_side_failure_surfaces_its_message(client: OpenAI, upstream: FakeKling) -> None:
     risky = finish(client, client.videos.create(model="kling-v1", prompt="please FAIL").id)
     assert risky.status == "failed" and risky.error is not None
-    assert risky.error.message == RISK_CONTROL_MSG
+    assert (risky.error.code, risky.error.message) == ("content_policy_violation", f"Kling: {RISK_CONTROL_MSG}")
     upstream.fail_next("Insufficient account balance")
     broke = finish(client, client.videos.create(model="kling-v2-master", prompt="fine").id)
     assert broke.status == "failed" and broke.error is not None
-    assert broke.error.message == "Insufficient account balance"
+    assert (broke.error.code, broke.error.message) == ("generation_failed", "Kling: Insufficient account balance")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +151,28 @@ def test_parse_progress_on_recorded_videos() -> None:
             "error": {"code": "moderation_blocked", "message": "Your request was blocked by our moderation system."},
         }
     )
-    assert (failed.state, failed.error_code) == ("failed", "moderation_blocked")
-    assert failed.error_message == "Your request was blocked by our moderation system."
+    assert (failed.state, failed.error_code) == ("failed", "content_policy_violation")
+    assert failed.error_message == "Upstream: moderation_blocked: Your request was blocked by our moderation system."
+    other = parse_progress(
+        {**RECORDED_VIDEO, "status": "failed", "error": {"code": "render_error", "message": "Boom."}}
+    )
+    assert (other.error_code, other.error_message) == ("generation_failed", "Upstream: render_error: Boom.")
+    # Another vidgate as the upstream: its codes are ours already, and its message keeps the vendor's words.
+    peer = parse_progress(
+        {
+            **RECORDED_VIDEO,
+            "status": "failed",
+            "error": {"code": "content_policy_violation", "message": "Vidu: CreationPolicyViolation - Blocked."},
+        }
+    )
+    assert peer.error_code == "content_policy_violation"
+    assert peer.error_message == "Upstream: content_policy_violation: Vidu: CreationPolicyViolation - Blocked."
     bare = parse_progress({**RECORDED_VIDEO, "status": "failed", "error": None})
-    assert bare.state == "failed" and bare.error_code == "generation_failed" and bare.error_message
+    assert (bare.state, bare.error_code, bare.error_message) == (
+        "failed",
+        "generation_failed",
+        "Upstream: no reason given",
+    )
 
 
 @pytest.mark.parametrize("status", ["weird", "", None, "cancelled", 3])
@@ -178,7 +197,9 @@ def test_map_error_client_faults_are_rejected_with_our_param() -> None:
         ),
     )
     assert isinstance(seconds, UpstreamRejected)
-    assert (seconds.param, seconds.code) == ("seconds", "invalid_value") and "'12'" in seconds.message
+    assert (seconds.param, seconds.code) == ("seconds", None)
+    assert seconds.message.startswith("Upstream: invalid_value: Invalid value: '10'") and "'12'" in seconds.message
+    assert seconds.upstream is not None and seconds.upstream.code == "invalid_value"
     image_error = map_error(
         400,
         openai_error("Inpaint image must match the requested width and height", param="input_reference.image_url"),
@@ -186,7 +207,8 @@ def test_map_error_client_faults_are_rejected_with_our_param() -> None:
     assert isinstance(image_error, UpstreamRejected) and image_error.param == "input_reference"
     moderation = map_error(400, openai_error("Your request was blocked.", code="moderation_blocked"))
     assert isinstance(moderation, UpstreamRejected) and moderation.param is None
-    assert moderation.code == "moderation_blocked"
+    assert moderation.code == "content_policy_violation"
+    assert moderation.message == "Upstream: moderation_blocked: Your request was blocked."
     unknown = map_error(400, openai_error("Unknown parameter: 'quality'.", param="quality", code="unknown_parameter"))
     assert isinstance(unknown, UpstreamRejected) and unknown.param is None
 
@@ -318,21 +340,47 @@ async def test_previews_keep_only_the_promised_formats(tmp_path: Path) -> None:
 # -- end to end: openai SDK → vidgate → FakeSora ------------------------------------------------------------
 
 
+# What the emulator serves besides Sora, as a self-hosted OpenAI-format model server would.
+MY_MODEL = ("my-model", (("5", "10"), ("1280x720", "960x960")))
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeSora]:
-    fake = FakeSora(api_keys=frozenset({KEY}))
+    fake = FakeSora(api_keys=frozenset({KEY}), other_models=dict([MY_MODEL]))
     with fake.running():
         yield fake
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, upstream: FakeSora) -> Iterator[Server]:
+    # sora-main serves the models the provider knows; "peer" names its own model and lets the upstream judge
+    # it; "peer-declared" names one under another name, with the seconds and sizes it takes.
     channels = f"""
 [[channels]]
 name = "sora-main"
 provider = "openai"
 base_url = "{upstream.base_url}"
 api_key = "{KEY}"
+
+[[channels]]
+name = "peer"
+provider = "openai"
+base_url = "{upstream.base_url}"
+api_key = "{KEY}"
+models = ["my-model"]
+
+[[channels]]
+name = "peer-declared"
+provider = "openai"
+base_url = "{upstream.base_url}/v1"
+api_key = "{KEY}"
+models = ["my-declared"]
+model_map = {{ "my-declared" = "my-model" }}
+seconds = [10]
+sizes = ["960x960"]
+
+[prices]
+"my-declared" = 0.02
 """
     with running_gateway(
         tmp_path_factory.mktemp("soragw"), channels, settings="local_workers = 1\npoll_interval_s = 0.2\n"
@@ -445,7 +493,7 @@ def test_a_url_reference_is_fetched_by_vidgate_not_forwarded(gw: Server, upstrea
     )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["param"] == "input_reference" and "private" in error["message"]
+    assert error["param"] == "input_reference" and "loopback" in error["message"]
     assert creates(upstream) == []
 
 
@@ -510,12 +558,15 @@ def test_poll_faults_never_fail_a_task(client: OpenAI, upstream: FakeSora) -> No
 def test_upstream_failure_surfaces_its_message(client: OpenAI, upstream: FakeSora) -> None:
     blocked = wait(client, client.videos.create(prompt="FAIL this one", model="sora-2").id)
     assert blocked.status == "failed" and blocked.error is not None
-    assert blocked.error.code == "moderation_blocked"
-    assert blocked.error.message == "Your request was blocked by our moderation system."
+    assert blocked.error.code == "content_policy_violation"
+    assert blocked.error.message == "Upstream: moderation_blocked: Your request was blocked by our moderation system."
     upstream.fail_next("video_generation_failed", "Sora could not render this scene.")
     failed = wait(client, client.videos.create(prompt="an ordinary scene", model="sora-2").id)
     assert failed.error is not None
-    assert (failed.error.code, failed.error.message) == ("video_generation_failed", "Sora could not render this scene.")
+    assert (failed.error.code, failed.error.message) == (
+        "generation_failed",
+        "Upstream: video_generation_failed: Sora could not render this scene.",
+    )
     with pytest.raises(openai.APIStatusError) as info:
         client.videos.download_content(failed.id)
     assert 400 <= info.value.status_code < 500
@@ -532,3 +583,50 @@ def test_submit_refused_upstream_is_a_503_and_leaves_nothing(client: OpenAI, ups
     assert body["error"]["type"] == "server_error" and "Traceback" not in info.value.response.text
     assert len(creates(upstream)) == 1
     assert [video.id for video in client.videos.list(limit=100).data] == before
+
+
+# -- models the channel names: any OpenAI-format upstream (SPEC §8) ---------------------------------------------
+
+
+def test_a_model_the_channel_names_is_passed_on_and_the_upstream_judges_it(client: OpenAI, upstream: FakeSora) -> None:
+    listed = {model.id: model.model_dump() for model in client.models.list().data}
+    mine = listed["my-model"]
+    assert mine["owned_by"] == "openai" and mine["seconds"][0] == "1" and mine["seconds"][-1] == "60"
+    video = client.videos.create(prompt="a heron at dawn", model="my-model", seconds="5", size="960x960")
+    done = wait(client, video.id)
+    assert (done.status, done.model, done.seconds, done.size) == ("completed", "my-model", "5", "960x960"), done
+    assert_mp4(client.videos.download_content(video.id).read(), width=120, height=120, seconds=5)  # 1/8 scale
+    (sent,) = creates(upstream)
+    assert sent.form == {"prompt": "a heron at dawn", "model": "my-model", "seconds": "5", "size": "960x960"}
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+
+    # vidgate does not know what my-model takes: the upstream refuses 7 s, and the client hears its words.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="a heron at dusk", model="my-model", seconds="7", size="960x960")
+    assert (info.value.param, info.value.code) == ("seconds", "upstream_rejected")
+    assert "Upstream: invalid_value: Invalid value: '7'. Supported values are: '5' and '10'." in info.value.message
+    assert len(creates(upstream)) == 2
+    # Sora's own models keep Sora's rules, checked by vidgate before any upstream call.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="x", model="sora-2", seconds="5")
+    assert info.value.param == "seconds" and len(creates(upstream)) == 2
+
+
+def test_declared_seconds_and_sizes_are_checked_here_and_the_model_map_applies(
+    gw: Server, client: OpenAI, upstream: FakeSora
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="x", model="my-declared", seconds="5", size="960x960")
+    assert info.value.param == "seconds" and "'10'" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:
+        client.videos.create(prompt="x", model="my-declared", seconds="10", size="1280x720")
+    assert info.value.param == "size" and "960x960" in info.value.message
+    assert creates(upstream) == []
+    done = wait(client, client.videos.create(prompt="a kite", model="my-declared").id)  # the declared defaults
+    assert (done.status, done.model, done.seconds, done.size) == ("completed", "my-declared", "10", "960x960")
+    (sent,) = creates(upstream)
+    assert sent.form["model"] == "my-model" and sent.path == "/v1/videos"
+    # Price: [prices] names it (0.02 USD/s x 10 s); my-model has none, so it costs nothing.
+    usage = httpx.get(f"{gw.url}/v1/usage", headers={"Authorization": f"Bearer {gw.key('sora')}"}).json()
+    spent = {row["model"]: Decimal(row["amount_usd"]) for row in usage["data"]}
+    assert spent["my-declared"] == Decimal("0.2") and spent.get("my-model", 0) == 0

@@ -21,7 +21,7 @@ from tests.fakes.base import Recorded
 from tests.fakes.vidu import FakeVidu
 from tests.helpers import Server, assert_mp4, png_bytes, running_gateway
 from tests.helpers import wait_video as wait
-from vidgate.errors import InvalidRequest, NotSupported, UpstreamRejected, UpstreamTransient
+from vidgate.errors import InvalidRequest, NotSupported, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import Credentials, MediaInput, Progress, VideoRequest
 from vidgate.providers.vidu import (
     MODELS,
@@ -188,12 +188,18 @@ def test_parse_progress_on_recorded_answers() -> None:
     failed = parse_progress(
         {**RECORDED_SUCCESS, "state": "failed", "err_code": "CreationPolicyViolation", "creations": []}
     )
-    assert (failed.state, failed.error_code) == ("failed", "CreationPolicyViolation")
-    assert failed.error_message == "The generated video was blocked by Vidu's content policy."
+    # Vidu's own code is kept (a user can look it up); its table's meaning follows, since Vidu sends no text.
+    assert (failed.state, failed.error_code) == ("failed", "content_policy_violation")
+    assert failed.error_message == (
+        "Vidu: CreationPolicyViolation - The generated video was blocked by Vidu's content policy."
+    )
     odd = parse_progress({**RECORDED_SUCCESS, "state": "failed", "err_code": "SomethingNew", "creations": []})
-    assert odd.error_code == "SomethingNew" and "SomethingNew" in (odd.error_message or "")
+    assert (odd.error_code, odd.error_message) == ("generation_failed", "Vidu: SomethingNew")
+    bare = parse_progress({**RECORDED_SUCCESS, "state": "failed", "err_code": "", "creations": []})
+    assert (bare.error_code, bare.error_message) == ("generation_failed", "Vidu: no reason given")
     cancelled = parse_progress({**RECORDED_SUCCESS, "state": "failed", "err_code": "UserCancelled", "creations": []})
-    assert cancelled.state == "cancelled"
+    assert (cancelled.state, cancelled.error_code) == ("cancelled", "cancelled")
+    assert (cancelled.error_message or "").startswith("Vidu: UserCancelled")
 
 
 @pytest.mark.parametrize(
@@ -225,7 +231,9 @@ def test_map_error_client_faults_name_our_fields() -> None:
     for body, param, images in cases:
         mapped = map_error(400, body, images_param=images)
         assert isinstance(mapped, UpstreamRejected), body
-        assert (mapped.param, mapped.code, mapped.message) == (param, body["reason"], body["message"])
+        assert mapped.param == param and mapped.upstream == UpstreamFailure("Vidu", body["reason"], body["message"])
+        assert mapped.message == f"Vidu: {body['reason']}: {body['message']}"
+        assert mapped.code == ("content_policy_violation" if "Policy" in body["reason"] else None)
 
 
 @pytest.mark.parametrize(
@@ -283,7 +291,7 @@ async def test_submit_maps_the_image_field_of_a_rejection() -> None:
     async with client:
         with pytest.raises(UpstreamRejected) as info:
             await provider.submit(request(mode="kf2v", inputs=(first, last)), CREDS, task_id="video_ours")
-    assert info.value.param == "metadata.first_frame_url" and info.value.code == "ImageFormatInvalid"
+    assert info.value.param == "metadata.first_frame_url" and info.value.message.startswith("Vidu: ImageFormatInvalid:")
 
 
 async def test_cancel_sends_the_id_and_a_refusal_is_not_supported() -> None:
@@ -526,8 +534,8 @@ def test_an_upstream_rejection_is_a_400_naming_our_field(client: OpenAI, upstrea
         client.videos.create(
             prompt="a very tall image", model="viduq1", input_reference=("tall.png", png_bytes(40, 400), "image/png")
         )
-    assert info.value.param == "input_reference" and info.value.code == "PageSizeOutOfRange"
-    assert "1:4" in info.value.message
+    assert info.value.param == "input_reference" and info.value.code == "upstream_rejected"
+    assert "Vidu: PageSizeOutOfRange: " in info.value.message and "1:4" in info.value.message
     assert [video.id for video in client.videos.list(limit=100).data] == before
 
 
@@ -545,14 +553,16 @@ def test_poll_faults_never_fail_a_task(client: OpenAI, upstream: FakeVidu) -> No
 def test_upstream_failure_surfaces_its_message(client: OpenAI, upstream: FakeVidu) -> None:
     blocked = wait(client, client.videos.create(prompt="FAIL this one", model="viduq1").id)
     assert blocked.status == "failed" and blocked.error is not None
-    assert blocked.error.code == "CreationPolicyViolation"
-    assert blocked.error.message == "The generated video was blocked by Vidu's content policy."
+    assert blocked.error.code == "content_policy_violation"
+    assert blocked.error.message == (
+        "Vidu: CreationPolicyViolation - The generated video was blocked by Vidu's content policy."
+    )
     upstream.fail_next("ImageDownloadFailure")
     failed = wait(client, client.videos.create(prompt="an ordinary scene", model="viduq1").id)
     assert failed.error is not None
     assert (failed.error.code, failed.error.message) == (
-        "ImageDownloadFailure",
-        "Vidu could not download the input image.",
+        "generation_failed",
+        "Vidu: ImageDownloadFailure - Vidu could not download the input image.",
     )
 
 

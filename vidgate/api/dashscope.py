@@ -29,7 +29,7 @@ from vidgate import media
 from vidgate.api.deps import ServicesDep
 from vidgate.api.openai_videos import json_response
 from vidgate.engine import native
-from vidgate.errors import Conflict, InvalidRequest, PayloadTooLarge, PermissionDenied
+from vidgate.errors import Conflict, InvalidRequest, PayloadTooLarge, PermissionDenied, UpstreamFailure
 from vidgate.providers.base import VideoRequest
 from vidgate.status import TaskStatus
 from vidgate.store import keys as key_store
@@ -165,6 +165,10 @@ def task_output(row: TaskRow, svc: ServicesDep) -> dict[str, Any]:
     elif row.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         output["code"] = row.error_code or "InternalError"
         output["message"] = row.error_message or "The task failed."
+        said = UpstreamFailure.parse(row.error_message) if row.provider == "dashscope" else None
+        if said is not None and said.vendor == "DashScope":
+            # The upstream is DashScope: its own code and message, as it gave them.
+            output["code"], output["message"] = said.code, said.message or ""
     return {key: value for key, value in output.items() if value is not None}
 
 

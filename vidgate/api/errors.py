@@ -21,6 +21,7 @@ from vidgate.errors import (
     RateLimited,
     ServiceError,
     Unauthenticated,
+    UpstreamRejected,
     UpstreamUnavailable,
     VidgateError,
 )
@@ -88,6 +89,11 @@ def _as_dashscope(exc: VidgateError) -> Response:
         status = exc.status
     param = getattr(exc, "param", None)
     message = exc.message if not param or param in exc.message else f"{param}: {exc.message}"
+    cause = exc.__cause__
+    said = cause.upstream if isinstance(cause, UpstreamRejected) else None
+    if said is not None and said.vendor == "DashScope" and said.code:
+        # A DashScope upstream refused the request: its own code and message, as it gave them.
+        code, message = said.code, said.message or ""
     return dashscope_error(status, code, message, headers=_headers(exc))
 
 

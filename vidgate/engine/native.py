@@ -120,6 +120,8 @@ def to_request(body: Mapping[str, Any], spec: ModelSpec, *, passthrough: bool) -
         ):
             message = message.replace(ours, theirs)
         raise InvalidRequest(message, param=param, code=exc.code) from exc
+    # Errors about an input (a fetch that fails, an unreadable image) name the field as the client sent it.
+    req = replace(req, inputs=tuple(replace(item, field=native_param(item.field) or item.field) for item in req.inputs))
     if passthrough:
         return replace(req, native=copy.deepcopy(dict(body)))
     return req

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from vidgate import netguard
 from vidgate.errors import InvalidRequest
 from vidgate.providers.base import TIERS, MediaInput, Mode, ModelSpec, Role, VideoRequest, tier_of
 
@@ -203,6 +204,13 @@ def _media_url(value: str, param: str) -> str:
     text = value.strip()
     if not text.startswith(("http://", "https://", "data:", "oss://")):
         raise InvalidRequest(f"{param} must be an http(s) URL, a data: URI or an oss:// upload key.", param=param)
+    if text.startswith(("http://", "https://")):
+        # Checked whoever fetches it: vidgate (for providers that need bytes) or the upstream, which gets
+        # the text as it was given.
+        try:
+            netguard.parse_url(text)
+        except ValueError as exc:
+            raise InvalidRequest(f"{param} is not a valid URL: {exc}.", param=param) from exc
     return text
 
 

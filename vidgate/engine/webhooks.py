@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
+from vidgate import netguard
 from vidgate.config import Settings
+from vidgate.errors import AddressRefused
 from vidgate.metrics import Metrics
 from vidgate.store import keys as key_store
 from vidgate.store.db import protection
@@ -121,22 +123,37 @@ class Deliverer:
         key = await key_store.get_key(self._db, key_id=row["key_id"])
         status: int | None = None
         error: str | None = None
+        refused = False
         if key is None or not key.webhook_secret:
             error = "the key has no webhook secret any more"
         else:
             headers = sign(key.webhook_secret, row["id"], row["payload"], datetime.now(UTC))
+            # The URL guard applies (the receiver must be public) unless fetch_private_urls lifts it; redirects
+            # are not followed.
+            policy = netguard.Policy(private=self._settings.fetch_private_urls)
             try:
+                netguard.parse_url(row["url"])
                 response = await self._http.post(
-                    row["url"], content=row["payload"].encode(), headers=headers, timeout=TIMEOUT_S
+                    row["url"],
+                    content=row["payload"].encode(),
+                    headers=headers,
+                    timeout=TIMEOUT_S,
+                    extensions=policy.extensions(),
                 )
                 status = response.status_code
                 if not 200 <= status < 300:
                     error = f"HTTP {status}"
+            except ValueError as exc:
+                error, refused = f"refused: the webhook URL is not valid ({exc})", True
+            except AddressRefused as exc:
+                error, refused = f"refused: {exc}", True
             except httpx.HTTPError as exc:
                 error = f"{exc.__class__.__name__}: {exc}"
-        await self._record(row, status=status, error=error)
+        await self._record(row, status=status, error=error, refused=refused)
 
-    async def _record(self, row: sa.RowMapping, *, status: int | None, error: str | None) -> None:
+    async def _record(
+        self, row: sa.RowMapping, *, status: int | None, error: str | None, refused: bool = False
+    ) -> None:
         attempts = int(row["attempts"]) + 1
         now = time.time()
         values: dict[str, object] = {
@@ -148,6 +165,10 @@ class Deliverer:
         if error is None:
             values.update(status="delivered", delivered_at=now, next_attempt_at=None)
             outcome = "delivered"
+        elif refused:
+            # Nothing was sent; retrying the same URL under the same settings would be refused again.
+            values.update(status="failed", next_attempt_at=None)
+            outcome = "refused"
         else:
             delay = next_delay(
                 attempts, delays=self._settings.webhook_retry_delays, every_s=self._settings.webhook_retry_every_s

@@ -5,6 +5,10 @@
  * localStorage is never sent anywhere else. Stored files need `Authorization: Bearer`, which a
  * <video src> cannot send, so thumbnails and videos are fetched with the header and shown as blob: URLs.
  *
+ * Unfinished videos are refreshed one by one (GET /v1/videos/{id}, at the pace the server suggests) while there
+ * are at most POLL_ONE_BY_ONE of them; with more, one list request a round (GET /v1/videos?limit=100, newest first)
+ * refreshes them all, so 200 videos in flight cost one request a round, not 200.
+ *
  * Stable hooks (used by tests/test_playground.py; keep them when restyling):
  *   #connection-banner   shown while vidgate cannot be reached; hidden again once it answers
  *   #api-key #save-key   key input and its submit button (form #key-form); #key-error (data-testid="key-error")
@@ -26,6 +30,10 @@
  */
 
 const KEY_STORAGE = "vidgate.playground.key";
+// At most this many unfinished videos are polled one by one; with more, a list request a round refreshes them.
+const POLL_ONE_BY_ONE = 3;
+const LIST_ROUND_MS = 1500;
+const LIST_LIMIT = 100;
 const MODEL_STORAGE = "vidgate.playground.model";
 const MODES = [
   { id: "t2v", label: "Text" },
@@ -68,8 +76,9 @@ const state = {
   model: null,
   mode: "t2v",
   session: 0, // bumped whenever the key changes: late answers for an older key are dropped
-  entries: new Map(), // video id -> { video, card, timer, failures, removed, thumbUrl, videoUrl, videoPromise }
+  entries: new Map(), // video id -> { video, card, timer, polling, failures, removed, thumbUrl, videoUrl, ... }
   listLoaded: false,
+  round: { timer: null, running: false, failures: 0 }, // the list refresh used while many videos are unfinished
 };
 
 /* ---------------------------------------------------------------- HTTP */
@@ -157,9 +166,7 @@ function onReconnect() {
     loadVideos().catch(backgroundError);
     return;
   }
-  for (const entry of state.entries.values()) {
-    if (isActive(entry.video)) schedulePoll(entry, 0);
-  }
+  planPolling({ now: true });
 }
 
 function backgroundError(err) {
@@ -247,6 +254,8 @@ function resetSession() {
   state.session += 1;
   state.key = null;
   state.listLoaded = false;
+  clearTimeout(state.round.timer);
+  state.round = { timer: null, running: false, failures: 0 };
   for (const entry of [...state.entries.values()]) removeEntry(entry);
   setModels([]);
   $("refresh").disabled = true;
@@ -543,6 +552,7 @@ async function loadVideos() {
 /** Newer videos that appeared elsewhere (another tab, the CLI): the first page is enough. */
 async function checkForNew() {
   if (!state.key || !state.listLoaded || connection.down || document.hidden) return;
+  if (state.round.timer || state.round.running) return; // the list rounds already bring new videos in
   const session = state.session;
   const page = await (await api("/v1/videos?limit=20")).json();
   if (session !== state.session) return;
@@ -567,6 +577,7 @@ function addVideos(videos) {
     else list.insertBefore(entry.card, anchor);
   }
   updateCount();
+  planPolling();
 }
 
 function createEntry(video) {
@@ -575,6 +586,7 @@ function createEntry(video) {
     video,
     card,
     timer: null,
+    polling: false,
     failures: 0,
     removed: false,
     thumbUrl: null,
@@ -587,7 +599,6 @@ function createEntry(video) {
   card.querySelector("[data-testid=delete]").addEventListener("click", () => remove(entry));
   state.entries.set(video.id, entry);
   render(entry);
-  if (isActive(video)) schedulePoll(entry, Math.random() * 200);
   if (video.status === "completed") visibility.observe(card);
   return entry;
 }
@@ -619,9 +630,11 @@ function render(entry) {
   q("prompt").textContent = video.prompt || "(no prompt)";
   q("prompt").title = video.prompt || "";
   q("meta").textContent = `${video.model} · ${video.size.replace("x", " × ")} · ${video.seconds} s · ${when(video.created_at)}`;
+  // A failed video says why, in the upstream's own words ("Vidu: CreationPolicyViolation ..."); the code is ours.
   const error = q("video-error");
   error.hidden = video.status !== "failed";
   error.textContent = video.status === "failed" ? video.error?.message || "The video failed." : "";
+  error.title = video.status === "failed" && video.error?.code ? `Error code: ${video.error.code}` : "";
   const done = video.status === "completed";
   const mediaText = { queued: "Waiting to start", in_progress: `${progress}%`, failed: "Failed" };
   card.querySelector(".media-state").textContent = mediaText[video.status] || "";
@@ -650,6 +663,31 @@ function pollAfter(response) {
   return Number.isFinite(hint) ? Math.max(100, Math.min(hint, 60000)) : 2000;
 }
 
+const activeEntries = () => [...state.entries.values()].filter((entry) => !entry.removed && isActive(entry.video));
+
+/**
+ * Decide how the unfinished videos are refreshed: each on its own while there are few, else one list request a
+ * round. Called whenever the set of unfinished videos may have changed; `now` skips the wait (after a reconnect).
+ */
+function planPolling({ now = false, roundIn = LIST_ROUND_MS } = {}) {
+  if (!state.key || connection.down) return;
+  const active = activeEntries();
+  if (active.length > POLL_ONE_BY_ONE) {
+    for (const entry of active) {
+      clearTimeout(entry.timer);
+      entry.timer = null;
+    }
+    if (!state.round.running && (now || !state.round.timer)) scheduleRound(now ? 0 : roundIn);
+    return;
+  }
+  clearTimeout(state.round.timer);
+  state.round.timer = null;
+  for (const entry of active) {
+    if (entry.polling) continue;
+    if (now || !entry.timer) schedulePoll(entry, now ? 0 : Math.random() * 200);
+  }
+}
+
 function schedulePoll(entry, ms) {
   clearTimeout(entry.timer);
   entry.timer = setTimeout(() => poll(entry), ms);
@@ -659,25 +697,86 @@ async function poll(entry) {
   entry.timer = null;
   if (entry.removed || !isActive(entry.video)) return;
   const session = state.session;
+  entry.polling = true;
   try {
     const response = await api(`/v1/videos/${encodeURIComponent(entry.video.id)}`);
     const video = await response.json();
     if (session !== state.session || entry.removed) return;
     entry.failures = 0;
     update(entry, video);
-    if (isActive(video)) schedulePoll(entry, pollAfter(response));
+    const few = activeEntries().length <= POLL_ONE_BY_ONE;
+    if (isActive(video) && few) schedulePoll(entry, pollAfter(response));
+    else planPolling();
   } catch (err) {
     if (session !== state.session || entry.removed) return;
-    if (err instanceof ApiError && err.status === 404) removeEntry(entry);
-    else if (err instanceof ApiError && err.status === 401) keyRejected(err);
+    if (err instanceof ApiError && err.status === 404) {
+      removeEntry(entry);
+      planPolling();
+    } else if (err instanceof ApiError && err.status === 401) keyRejected(err);
     else if (err instanceof NetworkError) {
-      // Wait for the connection to come back: onReconnect() wakes every poller at once.
+      // Wait for the connection to come back: onReconnect() wakes the polling again.
     } else {
       // A server hiccup: look again later, less and less often.
       entry.failures += 1;
       schedulePoll(entry, Math.min(30000, 1000 * 2 ** Math.min(entry.failures, 5)));
     }
+  } finally {
+    entry.polling = false;
   }
+}
+
+function scheduleRound(ms) {
+  clearTimeout(state.round.timer);
+  state.round.timer = setTimeout(refreshRound, ms);
+}
+
+/**
+ * One round: read the list, newest first, and update every card on it (adding videos made elsewhere). A page
+ * holds 100 videos; the next page is read only while an unfinished video has not been seen yet, and an unfinished
+ * video missing from the whole list was deleted elsewhere.
+ */
+async function refreshRound() {
+  state.round.timer = null;
+  if (!state.key || connection.down) return;
+  const session = state.session;
+  const round = state.round;
+  round.running = true;
+  let next = LIST_ROUND_MS;
+  try {
+    const unseen = new Set(activeEntries().map((entry) => entry.video.id));
+    const videos = [];
+    let after = null;
+    let whole = false;
+    do {
+      const query = new URLSearchParams({ limit: String(LIST_LIMIT) });
+      if (after) query.set("after", after);
+      const page = await (await api(`/v1/videos?${query}`)).json();
+      if (session !== state.session) return;
+      videos.push(...page.data);
+      for (const video of page.data) unseen.delete(video.id);
+      whole = !page.has_more;
+      after = page.has_more && unseen.size && page.last_id ? page.last_id : null;
+    } while (after);
+    if (whole) {
+      for (const id of unseen) {
+        const gone = state.entries.get(id);
+        if (gone) removeEntry(gone);
+      }
+    }
+    round.failures = 0;
+    round.running = false;
+    addVideos(videos); // updates the cards, then plans the next round (or single polls, when few are left)
+    return;
+  } catch (err) {
+    if (session !== state.session) return;
+    if (err instanceof ApiError && err.status === 401) return keyRejected(err);
+    if (err instanceof NetworkError) return; // onReconnect() starts the rounds again
+    round.failures += 1;
+    next = Math.min(30000, 1000 * 2 ** Math.min(round.failures, 5));
+  } finally {
+    round.running = false;
+  }
+  planPolling({ roundIn: next });
 }
 
 /* ---------------------------------------------------------------- thumbnails, playback, download */
@@ -814,9 +913,11 @@ async function remove(entry) {
   try {
     await api(`/v1/videos/${encodeURIComponent(entry.video.id)}`, { method: "DELETE" });
     removeEntry(entry);
+    planPolling();
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       removeEntry(entry);
+      planPolling();
       return;
     }
     button.disabled = false;

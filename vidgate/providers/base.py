@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from vidgate.errors import NotSupported
+from vidgate.errors import NotSupported, UpstreamFailure
 
 Mode = Literal["t2v", "i2v", "kf2v", "a2v"]
 Role = Literal["first_frame", "last_frame", "audio"]
@@ -147,6 +147,14 @@ class Credentials:
 
 UpstreamState = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
 
+# vidgate's own codes for what an upstream reported (a failed task's `error.code` on the OpenAI surface, and
+# UpstreamRejected.code); the upstream's own code and text go, verbatim, into the message (UpstreamFailure).
+CONTENT_POLICY_VIOLATION = "content_policy_violation"
+GENERATION_FAILED = "generation_failed"
+UPSTREAM_CANCELLED = "cancelled"
+UPSTREAM_TASK_LOST = "upstream_task_lost"
+OUR_FAILURE_CODES = frozenset({CONTENT_POLICY_VIOLATION, GENERATION_FAILED, UPSTREAM_CANCELLED, UPSTREAM_TASK_LOST})
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -160,6 +168,18 @@ class Progress:
     error_code: str | None = None
     error_message: str | None = None
     usage: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failed(
+        cls,
+        code: str,
+        failure: UpstreamFailure,
+        *,
+        state: UpstreamState = "failed",
+        usage: Mapping[str, Any] | None = None,
+    ) -> Progress:
+        """A finished-badly answer: our `code`, and the upstream's own words as the message."""
+        return cls(state=state, error_code=code, error_message=failure.text(), usage=dict(usage or {}))
 
 
 @dataclass(frozen=True)
@@ -184,6 +204,14 @@ class Provider(ABC):
     @abstractmethod
     def models(self) -> Sequence[ModelSpec]:
         """Every model this provider serves, with its capabilities."""
+
+    def declared_model(
+        self, name: str, *, seconds: Sequence[int] | None = None, sizes: Sequence[str] | None = None
+    ) -> ModelSpec | None:
+        """The spec of a model a channel names that this provider does not know (with the seconds and sizes the
+        channel declares for it, if any), when the provider passes such models on to an upstream that validates
+        them; None (the default) when it serves only its own models."""
+        return None
 
     def check(self, req: VideoRequest) -> None:  # noqa: B027 - optional hook
         """Refuse (InvalidRequest, naming the field) what the generic checks of its ModelSpec cannot see.

@@ -17,8 +17,12 @@ from typing import Any
 import httpx
 
 from vidgate.config import Settings
-from vidgate.errors import NotSupported, UpstreamRejected, UpstreamTransient
+from vidgate.errors import NotSupported, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    CONTENT_POLICY_VIOLATION,
+    GENERATION_FAILED,
+    UPSTREAM_CANCELLED,
+    UPSTREAM_TASK_LOST,
     Credentials,
     MediaInput,
     Mode,
@@ -31,6 +35,10 @@ from vidgate.providers.base import (
 from vidgate.providers.http import download_to, send
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com"
+# Failures read "DashScope: DataInspectionFailed: <its message>"; the DashScope surface gives code and message back.
+VENDOR = "DashScope"
+# Codes besides DataInspection* that mean the content was refused (Model Studio's error-code page).
+_POLICY_CODES = frozenset({"IPInfringementSuspect"})
 SUBMIT_PATH = "/api/v1/services/aigc/{task}/video-synthesis"
 
 # Sizes per tier for text-to-video (providers.md §2.4), written W*H upstream and WxH here.
@@ -174,7 +182,8 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     status = output.get("task_status")
     if status == "UNKNOWN":
         # The task does not exist (or is older than 24 h): nothing will ever come of it.
-        return Progress(state="failed", error_code="UnknownTask", error_message="DashScope does not know this task.")
+        lost = UpstreamFailure(VENDOR, note="task_status UNKNOWN (no such task, or older than 24 h)")
+        return Progress.failed(UPSTREAM_TASK_LOST, lost)
     if status not in _STATES:
         raise UpstreamTransient(f"unknown DashScope task_status {status!r}")
     state = _STATES[status]
@@ -185,11 +194,10 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
             raise UpstreamTransient("SUCCEEDED without video_url")
         return Progress(state="completed", progress=100, video_url=url, usage=dict(usage or {}))
     if state in ("failed", "cancelled"):
-        return Progress(
-            state=state,  # type: ignore[arg-type]
-            error_code=str(output.get("code") or ("Canceled" if state == "cancelled" else "Failed")),
-            error_message=str(output.get("message") or f"DashScope task {status}"),
-        )
+        failure = upstream_failure(output.get("code"), output.get("message"))
+        if state == "cancelled":
+            return Progress.failed(UPSTREAM_CANCELLED, failure, state="cancelled")
+        return Progress.failed(our_code(failure.code) or GENERATION_FAILED, failure)
     return Progress(state=state, progress=None)  # type: ignore[arg-type]
 
 
@@ -247,7 +255,19 @@ class DashScopeProvider(Provider):
         if not result.video_url:
             raise UpstreamTransient("no video_url to download")
         # OSS result URLs are pre-signed: no Authorization header (it would break the signature).
-        await download_to(self._http, result.video_url, dest)
+        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
+
+
+def upstream_failure(code: Any, message: Any) -> UpstreamFailure:
+    """What DashScope said (`code`, `message` of an error body or a FAILED task), verbatim."""
+    return UpstreamFailure(VENDOR, str(code) if code else None, str(message)[:1000] if message else None)
+
+
+def our_code(code: str | None) -> str | None:
+    """Our code for a DashScope code: its content inspection blocks are a policy violation."""
+    if code and (code.startswith("DataInspection") or code in _POLICY_CODES):
+        return CONTENT_POLICY_VIOLATION
+    return None
 
 
 def _error(status: int, body: Any) -> Exception:
@@ -259,7 +279,8 @@ def _error(status: int, body: Any) -> Exception:
     if status in (401, 403) or code in ("InvalidApiKey", "AccessDenied", "Arrearage"):
         # Our account's problem, not the client's: another channel may still serve the request.
         return UpstreamTransient(text, status=status)
-    return UpstreamRejected(message or text, code=code or None)
+    failure = upstream_failure(code, message or (None if code else text))
+    return UpstreamRejected(failure.text(), code=our_code(failure.code), upstream=failure)
 
 
 def _walk(value: Any) -> list[Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
+from vidgate import netguard
 from vidgate.errors import UpstreamTransient
 
 # Video files are large and upstream storage is slow; reads may pause, but not forever.
@@ -68,14 +69,25 @@ async def send(
 
 
 async def download_to(
-    http: httpx.AsyncClient, url: str, dest: Path, *, headers: Mapping[str, str] | None = None
+    http: httpx.AsyncClient, url: str, dest: Path, *, base_url: str, headers: Mapping[str, str] | None = None
 ) -> None:
-    """Stream `url` into `dest` (via a .part file); any failure is UpstreamTransient, so it is retried."""
+    """Stream `url` into `dest` (via a .part file); any failure is UpstreamTransient, so it is retried.
+
+    The URL came from the upstream, so it goes through the URL guard: public addresses only, except the
+    channel's own `base_url` host; redirects are followed (at most netguard.MAX_REDIRECTS, each hop checked).
+    """
+    try:
+        netguard.parse_url(url)
+    except ValueError as exc:
+        raise UpstreamTransient(f"download {url!r}: not a valid URL ({exc})") from exc
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
     total = 0
+    policy = netguard.Policy.of_channel(base_url)
     try:
-        async with http.stream("GET", url, headers=dict(headers or {}), timeout=DOWNLOAD_TIMEOUT) as response:
+        async with netguard.get(
+            http, url, policy=policy, headers=dict(headers or {}), timeout=DOWNLOAD_TIMEOUT
+        ) as response:
             if response.status_code != 200:
                 raise UpstreamTransient(f"download {url}: HTTP {response.status_code}", status=response.status_code)
             with partial.open("wb") as handle:

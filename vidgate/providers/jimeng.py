@@ -41,8 +41,11 @@ import httpx
 import orjson
 
 from vidgate.config import Settings
-from vidgate.errors import InvalidRequest, UpstreamRejected, UpstreamTransient
+from vidgate.errors import InvalidRequest, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    CONTENT_POLICY_VIOLATION,
+    GENERATION_FAILED,
+    UPSTREAM_TASK_LOST,
     Credentials,
     MediaInput,
     Mode,
@@ -89,6 +92,11 @@ _FRAMES: tuple[Role, ...] = ("first_frame", "last_frame")
 # Risk codes about the image or the text -> the field to blame (providers.md §4.7).
 _IMAGE_RISK = frozenset({50411, 50511, 50518, 50519, 50522})
 _TEXT_RISK = frozenset({50412, 50413, 50512, 50521})
+# Every "Risk Not Pass" code (image, text, video, audio, copyright): a content policy block. 50520-50522 are
+# the risk check's own internal errors, not a verdict on the content.
+_RISK = frozenset({50411, 50511, 50412, 50512, 50413, 50516, 50517, 50518, 50519})
+# Failures read "Jimeng: 50413: Post Text Risk Not Pass".
+VENDOR = "Jimeng"
 # Whole words in "Invalid parameter: ..." messages -> the client's field; the first hit wins.
 _PARAM_WORDS = (
     ("frames", "seconds"),
@@ -314,7 +322,7 @@ def parse_progress(payload: Mapping[str, Any], *, age_s: float | None = None) ->
         error = _business(code, payload.get("message"))
         if isinstance(error, UpstreamTransient):
             raise error
-        return Progress(state="failed", error_code=error.code, error_message=error.message)
+        return failed_task(error)
     data = payload.get("data")
     status = data.get("status") if isinstance(data, Mapping) else None
     if status in _STATES:
@@ -327,11 +335,10 @@ def parse_progress(payload: Mapping[str, Any], *, age_s: float | None = None) ->
     if status == "not_found":
         if age_s is not None and age_s < NOT_FOUND_GRACE_S:
             raise UpstreamTransient("Jimeng does not see the task yet (not_found right after submit)")
-        return Progress(
-            state="failed", error_code="not_found", error_message="Jimeng no longer knows this task (not found)."
-        )
+        gone = UpstreamFailure(VENDOR, "not_found", note="Jimeng no longer knows this task.")
+        return Progress.failed(UPSTREAM_TASK_LOST, gone)
     if status == "expired":
-        return Progress(state="failed", error_code="expired", error_message="The Jimeng task expired.")
+        return Progress.failed(UPSTREAM_TASK_LOST, UpstreamFailure(VENDOR, "expired", note="The Jimeng task expired."))
     raise UpstreamTransient(f"unknown Jimeng task status {status!r}")
 
 
@@ -343,8 +350,16 @@ def business_error(code: int, message: str, *, status: int | None = None) -> Ups
     if code in (50500, 50501):
         return UpstreamTransient(text, status=status or 500)
     if 50400 <= code < 50600:
-        return UpstreamRejected(message or text, code=str(code), param=param_of(code, message))
+        failure = UpstreamFailure(VENDOR, str(code), message or None)
+        policy = CONTENT_POLICY_VIOLATION if code in _RISK else None
+        return UpstreamRejected(failure.text(), code=policy, param=param_of(code, message), upstream=failure)
     return UpstreamTransient(text, status=status)
+
+
+def failed_task(refusal: UpstreamRejected) -> Progress:
+    """A task that GetResult answers with a business error (risk control ...): failed, in Jimeng's words."""
+    failure = refusal.upstream or UpstreamFailure(VENDOR, message=refusal.message)
+    return Progress.failed(refusal.code or GENERATION_FAILED, failure)
 
 
 def param_of(code: int, message: str) -> str | None:
@@ -433,7 +448,7 @@ class JimengProvider(Provider):
             answer = await self._call(creds, RESULT, {"req_key": req_key, "task_id": task})
         except UpstreamRejected as exc:
             # GetResult reports a task's own failure (risk control ...) as a business error, HTTP 400.
-            return Progress(state="failed", error_code=exc.code, error_message=exc.message)
+            return failed_task(exc)
         age = time.time() - submitted_at if submitted_at is not None else None
         return parse_progress(answer, age_s=age)
 
@@ -441,7 +456,7 @@ class JimengProvider(Provider):
         if not result.video_url:
             raise UpstreamTransient("no video_url to download")
         # The URL is pre-signed TOS storage: no Volcengine signature on this request.
-        await download_to(self._http, result.video_url, dest)
+        await download_to(self._http, result.video_url, dest, base_url=creds.base_url or DEFAULT_BASE_URL)
 
     async def _call(self, creds: Credentials, action: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         parts = urlsplit((creds.base_url or DEFAULT_BASE_URL).rstrip("/"))

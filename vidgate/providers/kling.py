@@ -38,8 +38,10 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from vidgate.config import Settings
-from vidgate.errors import InvalidRequest, ProviderError, UpstreamRejected, UpstreamTransient
+from vidgate.errors import InvalidRequest, ProviderError, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    CONTENT_POLICY_VIOLATION,
+    GENERATION_FAILED,
     Credentials,
     MediaInput,
     Mode,
@@ -55,6 +57,10 @@ from vidgate.providers.http import download_to, send
 from vidgate.providers.images import as_jpeg_or_png
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+# Failures read "Kling: 1301: <its message>" (a refusal) or "Kling: <task_status_msg>" (a failed task).
+VENDOR = "Kling"
+# A failed task's task_status_msg that speaks of risk control or content rules is a policy block.
+_POLICY_TEXT = re.compile(r"risk|sensitive|polic|violat|inappropriate", re.I)
 TOKEN_TTL_S = 1800
 # Kling refuses a token whose nbf is ahead of its clock; starting a little in the past absorbs skew.
 TOKEN_LEEWAY_S = 5
@@ -191,8 +197,10 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     if status in _STATES:
         return Progress(state=_STATES[status])
     if status == "failed":
-        message = str(data.get("task_status_msg") or "Kling reported the task as failed.")
-        return Progress(state="failed", error_message=message)
+        # A failed task carries no code, only task_status_msg (e.g. "Failure to pass the risk control system").
+        message = str(data.get("task_status_msg") or "") or None
+        code = CONTENT_POLICY_VIOLATION if message and _POLICY_TEXT.search(message) else GENERATION_FAILED
+        return Progress.failed(code, UpstreamFailure(VENDOR, message=message))
     if status != "succeed":
         raise UpstreamTransient(f"unknown Kling task_status {status!r}")
     result = data.get("task_result")
@@ -219,10 +227,13 @@ def error_from(status: int, body: Any) -> UpstreamRejected | UpstreamTransient:
     code = body.get("code") if isinstance(body, Mapping) else None
     message = str(body.get("message") or "") if isinstance(body, Mapping) else str(body)[:300]
     text = f"Kling {status} {code}: {message}"
+    failure = UpstreamFailure(VENDOR, str(code), message or None)
     if isinstance(code, int) and 1200 <= code <= 1203:
-        return UpstreamRejected(message or text, code=str(code), param=param_of(message))
+        return UpstreamRejected(failure.text(), param=param_of(message), upstream=failure)
     if code in (1300, 1301):
-        return UpstreamRejected(message or text, code=str(code))
+        # 1301: "content security policy triggered"; 1300: "platform strategy triggered".
+        policy = CONTENT_POLICY_VIOLATION if code == 1301 else None
+        return UpstreamRejected(failure.text(), code=policy, upstream=failure)
     # Auth (1000-1004) and account (1100-1103) codes are about our key: another channel may work.
     # Rate (1302-1304), server (5000-5002) and anything unrecognised may pass too.
     return UpstreamTransient(text, status=status)
@@ -326,7 +337,7 @@ class KlingProvider(Provider):
         if not result.video_url:
             raise UpstreamTransient("no video_url to download")
         # Result URLs are public CDN links: our Bearer token must not travel to them.
-        await download_to(self._http, result.video_url, dest)
+        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
 
 
 def check_camera(req: VideoRequest) -> None:

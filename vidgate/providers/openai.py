@@ -1,4 +1,9 @@
-"""OpenAI Sora 2 as an upstream: models, the multipart create body, Video objects, Bearer auth.
+"""Any OpenAI-format `/v1/videos` upstream: models, the multipart create body, Video objects, Bearer auth.
+
+OpenAI shut its own Sora API down on 2026-09-24; the protocol lives on in resellers, self-hosted model servers
+and other vidgates. The Sora 2 models stay declared (with Sora's rules) for upstreams that still serve them;
+any other name a channel lists in `models` is passed on as it is, and the upstream validates it (SPEC §8):
+see `declared_model` for what vidgate itself checks.
 
 Create `POST {base}/v1/videos` (multipart: prompt, model, seconds as a string, size "WxH", and the image as a
 file part `input_reference`); poll `GET {base}/v1/videos/{id}`; the finished video has no URL, its bytes come
@@ -37,8 +42,11 @@ import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vidgate.config import Settings
-from vidgate.errors import UpstreamRejected, UpstreamTransient
+from vidgate.errors import UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    CONTENT_POLICY_VIOLATION,
+    GENERATION_FAILED,
+    OUR_FAILURE_CODES,
     Credentials,
     MediaInput,
     ModelSpec,
@@ -71,6 +79,11 @@ _PARAMS = {
 }
 # 400 codes that describe our account, not the request: another channel may still serve it.
 _ACCOUNT_CODES = frozenset({"billing_hard_limit_reached", "insufficient_quota", "billing_not_active"})
+# How failures read: "Upstream: moderation_blocked: <its message>". The upstream may be any OpenAI-format server
+# (a reseller, another vidgate), so it is not named after OpenAI; which channel it was stays private.
+VENDOR = "Upstream"
+# Upstream codes that mean a moderation or policy block (OpenAI's own are undocumented: moderation_blocked, ...).
+_POLICY_CODE = re.compile(r"moderation|policy|safety|content_filter", re.I)
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[^,;]*)*?;base64,(?P<data>.*)$", re.S)
 PREVIEWS = {"thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
 
@@ -98,6 +111,33 @@ MODELS: tuple[ModelSpec, ...] = (
     _model("sora-2", SORA2_SIZES, "OpenAI Sora 2 (with its own soundtrack, not controllable)"),
     _model("sora-2-pro", PRO_SIZES, "OpenAI Sora 2 Pro, up to 1792x1024 (with its own soundtrack)"),
 )
+# What a model the channel declares without `seconds` / `sizes` may be asked for; the upstream has the last word.
+ANY_SECONDS = tuple(range(1, 61))
+ANY_SIZE = (16, 4096)
+_TIER_SIZES = {"480P": "832x480", "720P": "1280x720", "1080P": "1920x1080"}
+
+
+def declared_spec(name: str, *, seconds: Sequence[int] | None = None, sizes: Sequence[str] | None = None) -> ModelSpec:
+    """A model of the channel's own naming: text or image to video, the seconds and sizes the channel declares
+    (else any, for the upstream to judge), no metadata keys (the body carries prompt, model, seconds, size and
+    the image only), price 0 unless `[prices]` names it."""
+    allowed = tuple(sorted(set(seconds))) if seconds else ANY_SECONDS
+    return ModelSpec(
+        name=name,
+        provider="openai",
+        modes=frozenset({"t2v", "i2v"}),
+        seconds=allowed,
+        default_seconds=4 if 4 in allowed else allowed[0],
+        sizes=tuple(sizes or ()),
+        tiers={} if sizes else _TIER_SIZES,
+        default_size=sizes[0] if sizes else "1280x720",
+        any_size=None if sizes else ANY_SIZE,
+        audio=False,
+        remix=True,
+        deadline_s=2 * 3600,
+        poll_hint_ms=2000,
+        description="Served by an OpenAI-format upstream, which validates each request",
+    )
 
 
 def api_base(creds: Credentials) -> str:
@@ -164,14 +204,25 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     if status == "failed":
         found = payload.get("error")
         error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-        return Progress(
-            state="failed",
-            error_code=str(error.get("code") or "generation_failed"),
-            error_message=str(error.get("message") or "Sora reported the video as failed without a reason."),
-        )
+        failure = upstream_failure(error.get("code"), error.get("message"))
+        return Progress.failed(our_code(failure.code) or GENERATION_FAILED, failure)
     raw = payload.get("progress")
     progress = int(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
     return Progress(state="queued" if status == "queued" else "in_progress", progress=progress)
+
+
+def upstream_failure(code: Any, message: Any) -> UpstreamFailure:
+    """What an OpenAI-format upstream said (an `error` object's code and message), verbatim."""
+    return UpstreamFailure(VENDOR, str(code) if code else None, str(message)[:1000] if message else None)
+
+
+def our_code(upstream_code: str | None) -> str | None:
+    """Our code for an upstream's: another vidgate's codes are ours already; moderation codes are a policy block."""
+    if upstream_code in OUR_FAILURE_CODES:
+        return upstream_code
+    if upstream_code and _POLICY_CODE.search(upstream_code):
+        return CONTENT_POLICY_VIOLATION
+    return None
 
 
 def map_error(status: int, body: Any) -> Exception:
@@ -186,7 +237,8 @@ def map_error(status: int, body: Any) -> Exception:
         return UpstreamTransient(text, status=status)
     if code in _ACCOUNT_CODES or param == "model":
         return UpstreamTransient(text, status=status)
-    return UpstreamRejected(message, code=code, param=_PARAMS.get(param or ""))
+    failure = upstream_failure(code, message)
+    return UpstreamRejected(failure.text(), code=our_code(code), param=_PARAMS.get(param or ""), upstream=failure)
 
 
 def _remix_error(status: int, body: Any) -> Exception:
@@ -208,7 +260,7 @@ def from_settings(settings: Settings, http: httpx.AsyncClient) -> OpenAIProvider
 
 
 class OpenAIProvider(Provider):
-    """Sora 2 models on an OpenAI account (Bearer key)."""
+    """An OpenAI-format video API (Bearer key): the Sora 2 models, and whatever else its channel names."""
 
     name = "openai"
     # Reference images must be fitted to the exact size, which needs their bytes (see the module docstring).
@@ -219,6 +271,11 @@ class OpenAIProvider(Provider):
 
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
+
+    def declared_model(
+        self, name: str, *, seconds: Sequence[int] | None = None, sizes: Sequence[str] | None = None
+    ) -> ModelSpec:
+        return declared_spec(name, seconds=seconds, sizes=sizes)
 
     @staticmethod
     def _auth(creds: Credentials) -> dict[str, str]:
@@ -256,7 +313,7 @@ class OpenAIProvider(Provider):
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
         if not result.video_url:
             raise UpstreamTransient("no content URL to download")
-        await download_to(self._http, result.video_url, dest, headers=self._auth(creds))
+        await download_to(self._http, result.video_url, dest, base_url=api_base(creds), headers=self._auth(creds))
 
     async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
         """Sora's own thumbnail (WebP) and spritesheet (JPEG); whichever fails is made from the video instead."""
@@ -265,7 +322,7 @@ class OpenAIProvider(Provider):
             dest = folder / filename
             url = f"{api_base(creds)}/videos/{upstream_id}/content?variant={variant}"
             try:
-                await download_to(self._http, url, dest, headers=self._auth(creds))
+                await download_to(self._http, url, dest, base_url=api_base(creds), headers=self._auth(creds))
             except UpstreamTransient as exc:
                 log.info("Sora %s of %s unavailable: %s", variant, upstream_id, exc)
                 continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
@@ -40,6 +40,9 @@ class Channel:
     priority: int = 0
     weight: int = 1
     max_in_flight: int | None = None
+    # What the channel declares for models its provider does not know (see ChannelConfig).
+    seconds: tuple[int, ...] | None = None
+    sizes: tuple[str, ...] | None = None
 
     def serves(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -65,6 +68,8 @@ class Channel:
             priority=config.priority,
             weight=config.weight,
             max_in_flight=config.max_in_flight,
+            seconds=config.seconds,
+            sizes=config.sizes,
         )
 
 
@@ -76,7 +81,13 @@ class Registry:
 
     def __init__(self, providers: Mapping[str, Provider], channels: Iterable[Channel]) -> None:
         self._providers = dict(providers)
-        self._channels = list(channels)
+        # A channel without `models` serves every model its provider knows, not the names other channels declare.
+        self._channels = [
+            ch
+            if ch.models is not None
+            else replace(ch, models=frozenset(spec.name for spec in self._providers[ch.provider].models()))
+            for ch in channels
+        ]
         self._specs: dict[str, ModelSpec] = {}
         for channel in self._channels:
             provider = self._providers[channel.provider]
@@ -84,14 +95,29 @@ class Registry:
                 if channel.serves(spec.name):
                     self._specs.setdefault(spec.name, spec)
         for channel in self._channels:
-            if channel.models is not None:
-                known = {spec.name for spec in self._providers[channel.provider].models()}
-                missing = sorted(channel.models - known)
-                if missing:
+            provider = self._providers[channel.provider]
+            known = {spec.name for spec in provider.models()}
+            declared = sorted((channel.models or frozenset()) - known)
+            for name in declared:
+                # A model the provider does not know: passed on (e.g. by `openai` to any OpenAI-format upstream)
+                # for the upstream to validate, or a configuration error.
+                passed_on = provider.declared_model(name, seconds=channel.seconds, sizes=channel.sizes)
+                if passed_on is None:
                     raise ConfigError(
-                        f"channel {channel.name}: {channel.provider} has no model {missing[0]}; "
+                        f"channel {channel.name}: {channel.provider} has no model {name}; "
                         f"it has: {', '.join(sorted(known))}"
                     )
+                other = self._specs.setdefault(name, passed_on).provider
+                if other != channel.provider:
+                    raise ConfigError(
+                        f"channel {channel.name}: {name} is served by {other} channels here; "
+                        "one model routes to channels of one provider"
+                    )
+            if (channel.seconds or channel.sizes) and not declared:
+                raise ConfigError(
+                    f"channel {channel.name}: seconds and sizes describe models that {channel.provider} does not "
+                    "know, and this channel's models names none"
+                )
 
     @property
     def providers(self) -> Mapping[str, Provider]:

@@ -22,7 +22,8 @@ Decisions where providers.md §5 leaves room:
   - A 400 for an empty account (CreditInsufficient), an unavailable model, a bad `model` field (a channel's
     model map) and any 401/403/404/429/5xx are the channel's problem: UpstreamTransient, so another channel
     may serve the request. Other 400s are the client's: UpstreamRejected with our field name.
-  - A failed task with err_code UserCancelled is reported as cancelled.
+  - A failed task with err_code UserCancelled is reported as cancelled. A failed task carries no message, so its
+    error reads "Vidu: <err_code> - <what the error table says it means>".
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from vidgate.config import Settings
-from vidgate.errors import InvalidRequest, NotSupported, UpstreamRejected, UpstreamTransient
+from vidgate.errors import InvalidRequest, NotSupported, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    CONTENT_POLICY_VIOLATION,
+    GENERATION_FAILED,
+    UPSTREAM_CANCELLED,
     Credentials,
     MediaInput,
     Mode,
@@ -67,7 +71,7 @@ _LINES = {"360p": 360, "540p": 540, "720p": 720, "1080p": 1080}
 _IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
 _IMAGE_KEYS = frozenset({"img_url", "first_frame_url"})
 _STATES: dict[str, UpstreamState] = {"created": "queued", "queueing": "queued", "processing": "in_progress"}
-# Readable messages for the err_code values of Vidu's error table (§5.7).
+# What the err_code values of Vidu's error table (§5.7) mean: a failed task carries no text, so this follows the code.
 _FAILURES = {
     "CreationPolicyViolation": "The generated video was blocked by Vidu's content policy.",
     "TaskPromptPolicyViolation": "The prompt was blocked by Vidu's content policy.",
@@ -82,6 +86,10 @@ _FAILURES = {
     "UserCancelled": "The task was cancelled.",
     "InternalServiceFailure": "Vidu failed internally while generating the video.",
 }
+# Failures read "Vidu: CreationPolicyViolation - <what Vidu's table says it means>" (a task) or
+# "Vidu: TaskPromptPolicyViolation: <Vidu's message>" (a refused request).
+VENDOR = "Vidu"
+_POLICY_REASONS = frozenset({"CreationPolicyViolation", "TaskPromptPolicyViolation", "AuditSubmitIllegal"})
 # 400 reasons that describe our account or a passing state, not the request: retry later or elsewhere.
 _TRANSIENT_REASONS = frozenset({"CreditInsufficient", "ModelUnavailable", "QuotaExceeded", "OperationInProcess"})
 _IMAGE_REASONS = frozenset(
@@ -300,16 +308,12 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
             usage=usage,
         )
     if state == "failed":
-        code = str(payload.get("err_code") or "")
-        message = _FAILURES.get(code) or (
-            f"Vidu could not generate the video ({code})." if code else "Vidu reported the task as failed."
-        )
-        return Progress(
-            state="cancelled" if code == "UserCancelled" else "failed",
-            error_code=code or "generation_failed",
-            error_message=message,
-            usage=usage,
-        )
+        # A failed task carries only err_code; what the code means (Vidu's error table) follows it as a note.
+        code = str(payload.get("err_code") or "") or None
+        failure = UpstreamFailure(VENDOR, code, note=_FAILURES.get(code or ""))
+        if code == "UserCancelled":
+            return Progress.failed(UPSTREAM_CANCELLED, failure, state="cancelled", usage=usage)
+        return Progress.failed(our_code(code) or GENERATION_FAILED, failure, usage=usage)
     raise UpstreamTransient(f"unknown Vidu task state {state!r}")
 
 
@@ -331,7 +335,13 @@ def map_error(status: int, body: Any, *, images_param: str | None = None) -> Exc
         param = images_param
     if param is None and reason == "TaskPromptPolicyViolation":
         param = "prompt"
-    return UpstreamRejected(message or text, code=reason or None, param=param)
+    failure = UpstreamFailure(VENDOR, reason or None, message or None)
+    return UpstreamRejected(failure.text(), code=our_code(reason), param=param, upstream=failure)
+
+
+def our_code(reason: str | None) -> str | None:
+    """Our code for a Vidu reason / err_code: its policy and review blocks are a content policy violation."""
+    return CONTENT_POLICY_VIOLATION if reason in _POLICY_REASONS else None
 
 
 def _mapper(req: VideoRequest) -> Callable[[int, Any], Exception]:
@@ -406,7 +416,7 @@ class ViduProvider(Provider):
         if not result.video_url:
             raise UpstreamTransient("no creation URL to download")
         # Creation URLs are pre-signed: an Authorization header is neither needed nor wanted.
-        await download_to(self._http, result.video_url, dest)
+        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
 
     async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
         """Vidu's cover (a JPEG) as the WebP thumbnail; without it vidgate makes its own from the video."""
@@ -415,7 +425,7 @@ class ViduProvider(Provider):
             return {}
         cover, thumbnail = folder / "cover.jpg", folder / "thumbnail.webp"
         try:
-            await download_to(self._http, progress.thumbnail_url, cover)
+            await download_to(self._http, progress.thumbnail_url, cover, base_url=self._base(creds))
             await asyncio.to_thread(_to_webp, cover, thumbnail)
         except (UpstreamTransient, UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
             log.info("Vidu cover of %s unusable: %s", upstream_id, exc)
