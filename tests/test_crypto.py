@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from vidgate.auth import new_key, new_webhook_secret
+from vidgate.config import parse_settings
 from vidgate.crypto import Vault, is_sealed
 from vidgate.errors import SealError
 from vidgate.redact import MASK, RedactFilter, Redactor
@@ -74,3 +75,21 @@ def test_log_filter_masks_messages_args_and_tracebacks() -> None:
     output = stream.getvalue()
     assert "very-secret-value" not in output
     assert "upstream said [redacted]" in output and "RuntimeError: boom with [redacted] inside" in output
+
+
+def test_redactor_for_settings_knows_every_configured_secret() -> None:
+    settings = parse_settings(
+        {
+            "secret": "signing-secret-1",
+            "database_url": "postgresql://vidgate:db-password-2@127.0.0.1/vidgate",
+            "channels": [
+                {"name": "a", "provider": "dashscope", "api_key": "channel-key-3"},
+                {"name": "b", "provider": "kling", "access_key": "access-key-4", "secret_key": "secret-key-5"},
+            ],
+        },
+        {},
+    )
+    text = "signing-secret-1 db-password-2 channel-key-3 access-key-4 secret-key-5"
+    assert Redactor.for_settings(settings)(text) == " ".join([MASK] * 5)
+    # Nor do they show in the settings' repr.
+    assert not any(secret in repr(settings) for secret in text.split())

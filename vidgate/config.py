@@ -78,7 +78,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     public_url: str = "http://127.0.0.1:8000"
-    database_url: str = "sqlite:///var/vidgate.db"
+    # Not in a repr: it may carry the database password.
+    database_url: str = Field(default="sqlite:///var/vidgate.db", repr=False)
     media_dir: Path = Path("var/media")
     default_model: str = "vidgate-local"
     secret: str = Field(default="", repr=False)

@@ -8,10 +8,14 @@ bearer tokens, JWTs, and credential-like query parameters (an upstream URL with 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Iterable
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from vidgate.config import Settings
 
@@ -47,8 +51,11 @@ class Redactor:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Redactor:
-        """Masking the signing secret and every channel's credentials, besides the shapes of keys."""
+        """Masking the signing secret, the database password and every channel's credentials, besides the shapes
+        of keys."""
         values = [settings.secret]
+        with contextlib.suppress(ArgumentError):
+            values.append(make_url(settings.database_url).password or "")
         for channel in settings.channels:
             values += [channel.api_key, channel.access_key, channel.secret_key]
         return cls(values)
