@@ -4,6 +4,7 @@ body; the database and var/ secrets are readable by their owner only; the dev ke
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import NullType
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -37,7 +39,9 @@ from tests.fakes.vidu import FakeVidu
 from tests.helpers import Server, cli, free_port, write_config
 from tests.store.test_secrets_at_rest import alembic
 from vidgate.auth import display_prefix, hash_key, new_key, new_webhook_secret
+from vidgate.config import load_settings
 from vidgate.providers.base import VideoRequest
+from vidgate.store.db import async_url
 
 ROOT = Path(__file__).resolve().parent.parent
 WAN = "wan2.5-t2v-preview"
@@ -108,28 +112,36 @@ def wait_finished(client: httpx.Client, video_id: str, timeout: float = 60) -> d
         time.sleep(0.1)
 
 
-def stored_texts(database: Path) -> dict[str, str]:
+def stored_texts(database_url: str) -> dict[str, str]:
     """Every text, JSON and binary column of every table (found by introspection), as text per column."""
-    engine = sa.create_engine(f"sqlite:///{database}")
-    found: dict[str, str] = {}
-    try:
-        inspector = sa.inspect(engine)
-        with engine.connect() as conn:
-            for table in inspector.get_table_names():
-                for column in inspector.get_columns(table):
-                    kind = column["type"]
-                    if not isinstance(kind, sa.String | sa.Text | sa.JSON | sa.LargeBinary | NullType):
-                        continue
-                    values = conn.execute(sa.text(f'SELECT "{column["name"]}" FROM "{table}"')).scalars().all()
-                    found[f"{table}.{column['name']}"] = "\n".join(
-                        value.decode("latin-1") if isinstance(value, bytes) else str(value) for value in values
-                    )
-    finally:
-        engine.dispose()
-    return found
+
+    def read(conn: sa.Connection) -> dict[str, str]:
+        found: dict[str, str] = {}
+        inspector = sa.inspect(conn)
+        for table in inspector.get_table_names():
+            for column in inspector.get_columns(table):
+                if not isinstance(column["type"], sa.String | sa.Text | sa.JSON | sa.LargeBinary | NullType):
+                    continue
+                values = conn.execute(sa.text(f'SELECT "{column["name"]}" FROM "{table}"')).scalars().all()
+                found[f"{table}.{column['name']}"] = "\n".join(
+                    value.decode("latin-1") if isinstance(value, bytes) else str(value) for value in values
+                )
+        return found
+
+    async def run() -> dict[str, str]:
+        engine = create_async_engine(async_url(database_url))
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(read)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
-def test_no_secret_in_logs_rows_or_error_bodies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_no_secret_in_logs_rows_or_error_bodies(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    database_url = request.getfixturevalue("pg_database") if backend == "postgres" else None
     tag = secrets.token_hex(6)
     creds = {
         "ds_good": f"sk-ds-good-{tag}",
@@ -162,7 +174,7 @@ def test_no_secret_in_logs_rows_or_error_bodies(tmp_path: Path) -> None:
         port = free_port()
         # The webhook receiver is on loopback: delivering to it is the operator's choice.
         settings = "poll_interval_s = 0.2\nfetch_private_urls = true\n"
-        config = write_config(tmp_path, port=port, extra=settings + "".join(channels))
+        config = write_config(tmp_path, port=port, database_url=database_url, extra=settings + "".join(channels))
         server = Server(config=config, port=port, log=tmp_path / "server.log", log_level="info")
         server.start()
         try:
@@ -185,11 +197,12 @@ def test_no_secret_in_logs_rows_or_error_bodies(tmp_path: Path) -> None:
         finally:
             server.stop()
     assert {event["type"] for event in hooks.verified} == {"video.completed", "video.failed"}
-    signing_secret = (tmp_path / "secret").read_text().strip()
+    signing_secret = load_settings(config).with_secret().secret
     secret_values = {**creds, "client key": key, "webhook key": hook_key, "whsec": hooks.secret}
     secret_values["signing secret"] = signing_secret
     log = server.log.read_text()
-    columns = stored_texts(tmp_path / "vidgate.db")
+    columns = stored_texts(database_url or f"sqlite:///{tmp_path / 'vidgate.db'}")
+    # On SQLite, the file itself (free pages and WAL included); PostgreSQL's files are not ours to read.
     raw = b"".join(path.read_bytes() for path in tmp_path.glob("vidgate.db*"))
     for name, value in secret_values.items():
         assert value not in log, f"{name} in the server log"
@@ -425,7 +438,7 @@ def test_a_database_of_the_old_schema_is_sealed_and_its_tasks_still_run(tmp_path
                 time.sleep(0.1)
         finally:
             server.stop()
-    columns = stored_texts(database)
+    columns = stored_texts(f"sqlite:///{database}")
     raw = b"".join(path.read_bytes() for path in tmp_path.glob("vidgate.db*"))
     for value in (channel_key, hooks.secret, key):
         assert value.encode() not in raw
