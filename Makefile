@@ -36,7 +36,8 @@ run: $(STAMP)
 dev-key:
 	@mkdir -p var
 	@umask 077; $(VIDGATE) keys check --key-file var/dev-key >/dev/null 2>&1 \
-	  || { $(VIDGATE) keys create --name dev > var/dev-key.new && mv var/dev-key.new var/dev-key; }
+	  || { $(VIDGATE) keys create --name dev > var/dev-key.new && mv var/dev-key.new var/dev-key \
+	       || { rm -f var/dev-key.new; exit 1; }; }
 	@chmod 600 var/dev-key
 
 ## make test: install the dev extras and run the whole suite
