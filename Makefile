@@ -4,7 +4,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEVSTAMP:= $(VENV)/.installed-dev
 
-.PHONY: run test install dev bench lint clean
+VIDGATE ?= $(BIN)/vidgate
+
+.PHONY: run dev-key test install dev bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,13 +25,20 @@ dev: $(DEVSTAMP)
 
 ## make run: create the venv, install vidgate, print a key and serve on 127.0.0.1:8000
 run: $(STAMP)
-	@mkdir -p var
-	@$(BIN)/vidgate keys check "$$(cat var/dev-key 2>/dev/null)" >/dev/null 2>&1 \
-	  || $(BIN)/vidgate keys create --name dev > var/dev-key
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) dev-key
 	@echo "API key:    $$(head -n1 var/dev-key)"
 	@echo "Playground: http://127.0.0.1:8000/"
 	@echo "Try:        curl -s http://127.0.0.1:8000/v1/videos -H \"Authorization: Bearer $$(head -n1 var/dev-key)\" -F prompt='a red fox'"
-	exec $(BIN)/vidgate serve
+	exec $(VIDGATE) serve
+
+## make dev-key: keep a working key in var/dev-key (readable by you only); the key is passed to
+## vidgate through a file, never as an argument, so `ps` never shows it
+dev-key:
+	@mkdir -p var
+	@umask 077; $(VIDGATE) keys check --key-file var/dev-key >/dev/null 2>&1 \
+	  || { $(VIDGATE) keys create --name dev > var/dev-key.new && mv var/dev-key.new var/dev-key \
+	       || { rm -f var/dev-key.new; exit 1; }; }
+	@chmod 600 var/dev-key
 
 ## make test: install the dev extras and run the whole suite
 test: $(DEVSTAMP)

@@ -31,9 +31,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The secret of every vidgate on the shared PostgreSQL database of a test run (they seal rows for each other).
+SHARED_DB_SECRET = "vidgate-tests-shared-database-secret"
+
+
 def write_config(folder: Path, *, port: int, database_url: str | None = None, extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     db = database_url or f"sqlite:///{folder / 'vidgate.db'}"
+    if database_url and not database_url.startswith("sqlite"):
+        extra = f'secret = "{SHARED_DB_SECRET}"\n{extra}'
     path = folder / "vidgate.toml"
     path.write_text(
         f'public_url = "http://127.0.0.1:{port}"\ndatabase_url = "{db}"\nmedia_dir = "{folder / "media"}"\n{extra}\n'
@@ -70,6 +76,7 @@ class Server:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     keys: dict[str, str] = field(default_factory=dict)
+    log_level: str = "warning"
     _log_handle: Any = None
 
     @property
@@ -89,7 +96,7 @@ class Server:
                 "--port",
                 str(self.port),
                 "--log-level",
-                "warning",
+                self.log_level,
             ],
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from vidgate import __version__, netguard
+from vidgate import __version__, netguard, redact
 from vidgate.api import admin, content, dashscope, docs, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
@@ -24,7 +24,8 @@ from vidgate.engine.submit import Submitter
 from vidgate.engine.webhooks import Deliverer
 from vidgate.metrics import Metrics
 from vidgate.providers.registry import build_registry
-from vidgate.store.db import close_reader, create_engine, migrate
+from vidgate.redact import Redactor
+from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 
 log = logging.getLogger("vidgate")
 
@@ -39,11 +40,16 @@ def create_app(settings: Settings) -> ASGIApp:
     metrics = Metrics()
     running: dict[str, Services] = {}
 
+    redactor = Redactor.for_settings(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # In each process (uvicorn workers too): no secret leaves it through a log line.
+        redact.install(redactor)
         settings.media_dir.mkdir(parents=True, exist_ok=True)
-        migrate(settings.database_url)
-        db = create_engine(settings.database_url)
+        migrate(settings.database_url, secret=settings.secret)
+        db = create_engine(settings.database_url, secret=settings.secret, redactor=redactor)
+        await check_secret(db)
         # Calls to a channel's own base_url host go out as they are; every other URL (inputs, results,
         # webhooks) only reaches public addresses, unless its caller's policy says otherwise.
         configured = frozenset(netguard.host_of(channel.base_url) for channel in settings.channels if channel.base_url)
@@ -65,12 +71,14 @@ def create_app(settings: Settings) -> ASGIApp:
             await provider.start(poller.wake)
         poller.start()
         deliverer.start()
+        keys = KeyRing(db)
+        await keys.start()
         app.state.services = running["svc"] = Services(
             settings=settings,
             db=db,
             http=http,
             registry=registry,
-            keys=KeyRing(db),
+            keys=keys,
             submitter=submitter,
             poller=poller,
             metrics=metrics,
@@ -86,6 +94,7 @@ def create_app(settings: Settings) -> ASGIApp:
             yield
         finally:
             running.clear()
+            await keys.stop()
             await deliverer.stop()
             await poller.stop()
             for provider in registry.providers.values():

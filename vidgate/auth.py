@@ -2,14 +2,21 @@
 
 Keys are 256-bit random strings, so one SHA-256 is the right hash (a password hash such as bcrypt would
 cost ~100 ms a request and buy nothing); lookups go by hash, and the final comparison is constant-time.
+
+Revocation reaches every process through the database: each KeyRing watches the revocation mark of
+api_keys (a count and a latest time, read through an index) every REVOCATION_CHECK_S and evicts the
+revoked keys it holds. Keys that fail to authenticate are never cached, so only valid keys are ever
+remembered, and a revoke is refused everywhere within about REVOCATION_CHECK_S.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections import deque
@@ -21,9 +28,14 @@ from vidgate.errors import RateLimited, Unauthenticated
 from vidgate.store import keys as key_store
 from vidgate.store.keys import KeyRecord
 
+log = logging.getLogger("vidgate.auth")
+
 KEY_PREFIX = "sk-vg-"
-# How long a looked-up key is trusted before the store is asked again (revocation takes this long).
+# How long a looked-up valid key is trusted before the store is asked again (its quota, models, rpm may change).
+# Revocation does not wait for this: the watcher evicts a revoked key within REVOCATION_CHECK_S.
 CACHE_TTL_S = 5.0
+# How often each process looks for revocations (SPEC §5: a revoked key is refused by every replica within 1 s).
+REVOCATION_CHECK_S = 0.5
 _CACHE_MAX = 10_000
 
 
@@ -59,11 +71,63 @@ class _Cached:
 class KeyRing:
     """Authenticates bearer keys against the store, with a short cache, and enforces requests/minute."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, revocation_check_s: float = REVOCATION_CHECK_S) -> None:
         self._engine = engine
         self._cache: dict[str, _Cached] = {}
-        self._pending: dict[str, asyncio.Future[_Cached]] = {}
+        # In-flight lookups by key hash, with the generation they began in.
+        self._pending: dict[str, tuple[int, asyncio.Future[_Cached]]] = {}
         self._windows: dict[str, deque[float]] = {}
+        self._revocation_check_s = revocation_check_s
+        self._mark: tuple[int, float | None] | None = None
+        # Bumped whenever revocations were seen: a lookup that began before then does not fill the cache.
+        self._generation = 0
+        self._stop = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Read the revocation mark, then watch it in the background (call once the event loop runs)."""
+        await self.check_revocations()
+        self._stop.clear()
+        self._watcher = asyncio.create_task(self._watch(), name="vidgate-revocations")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            await self._watcher
+            self._watcher = None
+
+    async def _watch(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self._revocation_check_s)
+            if self._stop.is_set():
+                return
+            try:
+                await self.check_revocations()
+                failing = False
+            except Exception:
+                if not failing:
+                    log.exception("watching for key revocations failed; retrying")
+                failing = True
+                # Without a view of revocations, trust nothing cached.
+                self.forget()
+
+    async def check_revocations(self) -> None:
+        """Evict the cached keys revoked since the last look (by any process)."""
+        mark = await key_store.revocation_mark(self._engine)
+        if mark == self._mark:
+            return
+        self._mark = mark
+        self._generation += 1
+        held = {entry.record.id for entry in self._cache.values() if entry.record is not None}
+        if not held:
+            return
+        revoked = await key_store.revoked_among(self._engine, key_ids=held)
+        if revoked:
+            for digest, entry in list(self._cache.items()):
+                if entry.record is not None and entry.record.id in revoked:
+                    del self._cache[digest]
 
     async def create(
         self,
@@ -106,22 +170,35 @@ class KeyRing:
 
     async def _lookup(self, digest: str) -> _Cached:
         # One store lookup per key at a time: when a popular key's entry expires, the requests that
-        # arrive meanwhile wait for that lookup instead of each querying the store.
-        pending = self._pending.get(digest)
-        if pending is None:
-            pending = self._pending[digest] = asyncio.ensure_future(self._fetch(digest))
-            pending.add_done_callback(lambda _f: self._pending.pop(digest, None))
-        return await asyncio.shield(pending)
+        # arrive meanwhile wait for that lookup instead of each querying the store. A lookup that began
+        # before a revocation was seen is not joined: it may have read the row just before the revoke.
+        entry = self._pending.get(digest)
+        if entry is None or entry[0] != self._generation:
+            pending = asyncio.ensure_future(self._fetch(digest))
+            entry = self._pending[digest] = (self._generation, pending)
+            pending.add_done_callback(lambda done: self._forget_pending(digest, done))
+        return await asyncio.shield(entry[1])
+
+    def _forget_pending(self, digest: str, done: asyncio.Future[_Cached]) -> None:
+        entry = self._pending.get(digest)
+        if entry is not None and entry[1] is done:
+            del self._pending[digest]
 
     async def _fetch(self, digest: str) -> _Cached:
+        generation = self._generation
         record = await key_store.find_by_hash(self._engine, key_hash=digest)
-        if len(self._cache) >= _CACHE_MAX:
-            self._cache.clear()
-        cached = self._cache[digest] = _Cached(record, digest, time.monotonic() + CACHE_TTL_S)
-        return cached
+        found = _Cached(record, digest, time.monotonic() + CACHE_TTL_S)
+        # Only valid keys are remembered (a refused key is asked about again, so nothing refused lingers), and
+        # only if no revocation was seen while this lookup ran (it may have read the row just before).
+        if record is not None and record.active and generation == self._generation:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[digest] = found
+        return found
 
     def forget(self) -> None:
         """Drop cached lookups (after a revoke in this process)."""
+        self._generation += 1
         self._cache.clear()
 
     def check_rate(self, record: KeyRecord) -> None:

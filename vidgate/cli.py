@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from vidgate.engine.health import load_health
 from vidgate.engine.pricing import from_micros, to_micros
 from vidgate.engine.webhooks import recent as recent_deliveries
 from vidgate.errors import ConfigError, VidgateError
+from vidgate.redact import Redactor
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store import usage as usage_store
@@ -56,10 +58,15 @@ def _settings(config: Path | None) -> Settings:
 
 
 def _with_db(settings: Settings, action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    migrate(settings.database_url)
+    try:
+        settings = settings.with_secret()
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    migrate(settings.database_url, secret=settings.secret)
 
     async def run() -> T:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, secret=settings.secret, redactor=Redactor.for_settings(settings))
         try:
             return await action(engine)
         finally:
@@ -87,7 +94,11 @@ def serve(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     err.print(f"vidgate on http://{host}:{port}/  (playground /, API /v1, docs /docs)")
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    # vidgate's own loggers write through uvicorn's handler at the same level (the app puts its redacting
+    # filter on that handler), instead of Python's last-resort handler, which drops everything below WARNING.
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["vidgate"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, log_config=log_config)
 
 
 @keys_app.command("create")
@@ -177,8 +188,22 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_â€
 
 
 @keys_app.command("check", hidden=True)
-def keys_check(key: Annotated[str, typer.Argument()], config: ConfigOpt = None) -> None:
-    """Exit 0 when the key is valid (used by `make run` to reuse its key)."""
+def keys_check(
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="File whose first line is the key; '-' or none reads stdin (never argv)."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Exit 0 when the key is valid (used by `make run` to reuse its key). The key is read from a file or stdin,
+    so it never shows on a command line (`ps`)."""
+    if key_file is None or str(key_file) == "-":
+        key = sys.stdin.readline().strip()
+    else:
+        try:
+            key = key_file.read_text().partition("\n")[0].strip()
+        except OSError as exc:
+            raise typer.Exit(1) from exc
 
     async def check(engine: AsyncEngine) -> bool:
         try:

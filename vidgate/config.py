@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -31,9 +32,10 @@ class ChannelConfig(BaseModel):
     name: str = Field(min_length=1)
     provider: ProviderName
     base_url: str = ""
-    api_key: str = ""
-    access_key: str = ""
-    secret_key: str = ""
+    # Credentials: never in a repr (a logged Settings or channel must not carry them).
+    api_key: str = Field(default="", repr=False)
+    access_key: str = Field(default="", repr=False)
+    secret_key: str = Field(default="", repr=False)
     models: tuple[str, ...] | None = None
     model_map: dict[str, str] = Field(default_factory=dict)
     priority: int = 0
@@ -76,10 +78,11 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     public_url: str = "http://127.0.0.1:8000"
-    database_url: str = "sqlite:///var/vidgate.db"
+    # Not in a repr: it may carry the database password.
+    database_url: str = Field(default="sqlite:///var/vidgate.db", repr=False)
     media_dir: Path = Path("var/media")
     default_model: str = "vidgate-local"
-    secret: str = ""
+    secret: str = Field(default="", repr=False)
     signed_url_ttl: int = Field(default=86400, ge=1)
     retention_days: int = Field(default=7, ge=1)
     # How often stored videos past their retention are looked for and deleted.
@@ -126,16 +129,31 @@ class Settings(BaseModel):
         return self.media_dir.parent
 
     def with_secret(self) -> Settings:
-        """Return settings whose secret is set, generating and keeping one under state_dir when absent."""
+        """Return settings whose secret is set, generating and keeping one under state_dir when absent.
+
+        The file is readable by its owner only. Several processes may start at once: the first to link its
+        fully written file into place wins, and the others read that one.
+        """
         if self.secret:
             return self
         path = self.state_dir / "secret"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-        return self.model_copy(update={"secret": path.read_text().strip()})
+            draft = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+                with contextlib.suppress(FileExistsError):
+                    os.link(draft, path)
+            finally:
+                draft.unlink(missing_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # kept by an older vidgate with the default umask
+        secret = path.read_text().strip()
+        if not secret:
+            raise ConfigError(f"{path} is empty; delete it to have a new secret generated, or set `secret`")
+        return self.model_copy(update={"secret": secret})
 
 
 def config_path(explicit: str | Path | None, environ: Mapping[str, str] | None = None) -> Path | None:

@@ -4,6 +4,7 @@ Client-facing errors carry what each surface needs to render them (api/errors.py
 
     VidgateError
     ├── ConfigError                  bad or missing configuration (a startup error, never an HTTP answer)
+    ├── SealError                    a value sealed at rest does not open (another secret, or altered)
     ├── ClientError                  the caller's fault or the caller's limit; rendered as a 4xx
     │   ├── InvalidRequest           400, names the offending field (`param`) and what it accepts
     │   ├── Unauthenticated          401, missing or bad key
@@ -80,6 +81,10 @@ class VidgateError(Exception):
 
 class ConfigError(VidgateError):
     """The configuration is invalid; raised at startup."""
+
+
+class SealError(VidgateError):
+    """A value sealed at rest (crypto.Vault) cannot be opened: sealed under another secret, or altered."""
 
 
 class ClientError(VidgateError):

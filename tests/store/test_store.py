@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.helpers import SHARED_DB_SECRET
 from vidgate.auth import KeyRing, hash_key
 from vidgate.errors import Unauthenticated
 from vidgate.status import TaskStatus
@@ -18,12 +19,15 @@ from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store.db import create_engine, migrate
 
+# The secret every vidgate on the run's shared PostgreSQL database uses.
+SECRET = SHARED_DB_SECRET
+
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate, database_url)
-    await asyncio.to_thread(migrate, database_url)  # idempotent
-    engine = create_engine(database_url)
+    await asyncio.to_thread(migrate, database_url, secret=SECRET)
+    await asyncio.to_thread(migrate, database_url, secret=SECRET)  # idempotent
+    engine = create_engine(database_url, secret=SECRET)
     yield engine
     await engine.dispose()
 

@@ -12,6 +12,7 @@ from vidgate import media
 from vidgate.api.deps import KeyDep, ServicesDep
 from vidgate.errors import Conflict, InvalidRequest, NotFound
 from vidgate.status import TaskStatus
+from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 
 router = APIRouter(prefix="/v1", tags=["OpenAI Videos API"])
@@ -71,6 +72,9 @@ async def signed_file(task_id: str, name: str, svc: ServicesDep, expires: str = 
     ):
         return PlainTextResponse("AccessDenied: the URL is invalid or has expired.", status_code=403)
     row = await task_store.get_task(svc.db, task_id=task_id)
+    if row is not None and not await key_store.is_active(svc.db, key_id=row.key_id):
+        # The URL was signed for a key that has since been revoked: it goes with the key.
+        return PlainTextResponse("AccessDenied: the URL is invalid or has expired.", status_code=403)
     relative = None
     if row is not None and row.status == TaskStatus.COMPLETED:
         relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[

@@ -47,6 +47,7 @@ from vidgate.errors import (
 )
 from vidgate.providers.base import VideoRequest
 from vidgate.status import TaskStatus
+from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store import uploads as upload_store
 from vidgate.store.keys import KeyRecord
@@ -402,6 +403,7 @@ async def upload_file(grant: str, request: Request, svc: ServicesDep) -> Respons
     """Receive one file under a policy from GET /uploads; no Authorization header (the signed URL and the
     policy are the proof, and the URL is checked before the body is read)."""
     allowed = UploadGrant.read(grant, svc.settings.secret, now=time.time())
+    await _refuse_revoked(svc, key_id=allowed.key_id)
     if await upload_store.policy_used(svc.db, policy_id=allowed.policy_id):
         raise PermissionDenied("This upload policy was already used (one object per policy).", code="AccessDenied")
     room = await _upload_room(allowed.key_id, svc)
@@ -470,6 +472,12 @@ def _claims(policy: str) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise PermissionDenied("The upload policy is malformed.", code="AccessDenied")
     return claims
+
+
+async def _refuse_revoked(svc: ServicesDep, *, key_id: str) -> None:
+    """An upload policy goes with the key it was issued to: once that key is revoked, the policy is refused."""
+    if not await key_store.is_active(svc.db, key_id=key_id):
+        raise PermissionDenied("The key this upload policy was issued to has been revoked.", code="AccessDenied")
 
 
 async def _store_upload(

@@ -25,6 +25,8 @@ from vidgate.errors import (
     UpstreamUnavailable,
     VidgateError,
 )
+from vidgate.redact import Redactor
+from vidgate.store.db import protection
 
 log = logging.getLogger("vidgate.api")
 
@@ -106,8 +108,16 @@ def _headers(exc: Exception) -> dict[str, str] | None:
     return None
 
 
+def _redact(request: Request, exc: VidgateError) -> None:
+    """Mask secrets in the message (an upstream may echo a credential in the text we pass on)."""
+    services = getattr(request.app.state, "services", None)
+    redactor = protection(services.db).redact if services is not None else Redactor()
+    exc.message = redactor(exc.message)
+
+
 async def client_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ClientError)
+    _redact(request, exc)
     return client_error_response(request.url.path, exc)
 
 
@@ -120,6 +130,7 @@ def client_error_response(path: str, exc: ClientError) -> Response:
 
 async def service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
+    _redact(request, exc)
     if is_dashscope(request):
         return _as_dashscope(exc)
     return openai_error(exc.status, exc.message, type_=exc.type, code=exc.code, headers=_headers(exc))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vidgate.store.db import protection
 from vidgate.store.tables import channel_health
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -74,7 +75,7 @@ class ChannelHealth:
     async def failure(self, channel: str, error: str) -> None:
         breaker = self.breaker(channel)
         breaker.failures += 1
-        breaker.last_error = error[:500]
+        breaker.last_error = protection(self._db).redact(error)[:500]
         breaker.trial_running = False
         if breaker.state == HALF_OPEN or breaker.failures >= self._threshold:
             breaker.state = OPEN

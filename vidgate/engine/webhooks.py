@@ -20,6 +20,7 @@ from vidgate.config import Settings
 from vidgate.errors import AddressRefused
 from vidgate.metrics import Metrics
 from vidgate.store import keys as key_store
+from vidgate.store.db import protection
 from vidgate.store.tables import webhook_deliveries
 
 log = logging.getLogger("vidgate.webhooks")
@@ -158,7 +159,7 @@ class Deliverer:
         values: dict[str, object] = {
             "attempts": attempts,
             "last_status": status,
-            "last_error": error,
+            "last_error": protection(self._db).redact(error) if error else None,
             "lease_until": None,
         }
         if error is None:

@@ -20,7 +20,8 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = create_async_engine(config.attributes["database_url"])
+    # Migrations move secrets (0006 seals them): no bound parameter may reach an exception text.
+    engine = create_async_engine(config.attributes["database_url"], hide_parameters=True)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_run)

@@ -124,9 +124,10 @@ class Credentials:
 
     channel: str
     base_url: str = ""
-    api_key: str = ""
-    access_key: str = ""
-    secret_key: str = ""
+    # Never in a repr: an exception or log line that shows a Credentials must not show the secrets.
+    api_key: str = field(default="", repr=False)
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
 
     def to_json(self) -> dict[str, str]:
         return {

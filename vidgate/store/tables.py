@@ -21,9 +21,12 @@ api_keys = sa.Table(
     # Money is integer micro-dollars (1 USD = 1_000_000): exact, and summable in SQL.
     sa.Column("quota_micros", sa.BigInteger, nullable=True),
     sa.Column("webhook_url", sa.String(2000), nullable=True),
+    # Sealed (crypto.Vault, context "api_keys.webhook_secret:<id>"): it must stay usable to sign deliveries.
     sa.Column("webhook_secret", sa.String(200), nullable=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time, nullable=True),
+    # Every process watches for revocations (auth.KeyRing) through this index.
+    sa.Index("ix_api_keys_revoked", "revoked_at"),
 )
 
 tasks = sa.Table(
@@ -36,7 +39,8 @@ tasks = sa.Table(
     sa.Column("provider", sa.String(32), nullable=False),
     sa.Column("channel", sa.String(100), nullable=False),
     sa.Column("upstream_id", sa.String(200), nullable=True),
-    sa.Column("credentials", sa.JSON, nullable=False),
+    # The channel's credentials as JSON, sealed (crypto.Vault, context "tasks.credentials:<id>").
+    sa.Column("credentials", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("progress", sa.Integer, nullable=False, server_default="0"),
     sa.Column("prompt", sa.Text, nullable=False),

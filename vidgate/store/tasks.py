@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vidgate.crypto import SealedJSON, Vault
 from vidgate.status import ACTIVE, TaskStatus
 from vidgate.store import usage
-from vidgate.store.db import sqlite_reader
+from vidgate.store.db import protection, sealed_context, sqlite_reader
 from vidgate.store.tables import tasks
 
 # A row to insert into another table together with a task's terminal transition.
@@ -33,7 +34,8 @@ class TaskRow:
     provider: str
     channel: str
     upstream_id: str | None
-    credentials: dict[str, Any]
+    # Opened from its sealed form on first use; never in a repr.
+    credentials: Mapping[str, Any] = field(repr=False)
     status: TaskStatus
     progress: int
     prompt: str
@@ -119,11 +121,38 @@ async def get_view(engine: AsyncEngine, *, task_id: str, key_id: str) -> TaskVie
     return TaskView(**values)
 
 
-def _task(row: sa.Row[Any] | Mapping[str, Any]) -> TaskRow:
+def _task(row: sa.Row[Any] | Mapping[str, Any], vault: Vault) -> TaskRow:
     data = row._mapping if isinstance(row, sa.Row) else row
     values = {name: data[name] for name in _FIELDS}
     values["status"] = TaskStatus(values["status"])
+    values["credentials"] = _open_credentials(vault, values["id"], values["credentials"])
     return TaskRow(**values)
+
+
+def _credentials_context(task_id: str) -> str:
+    return sealed_context(tasks.c.credentials, task_id)
+
+
+def _open_credentials(vault: Vault, task_id: str, sealed: str) -> Mapping[str, Any]:
+    return SealedJSON(vault, sealed, context=_credentials_context(task_id))
+
+
+# Columns that hold texts made from errors (upstream answers, exception texts): redacted before they are stored.
+_ERROR_TEXTS = ("error_message", "last_poll_error")
+
+
+def _protect(engine: AsyncEngine, task_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """What to write for `values`: credentials sealed, error texts and attempts redacted."""
+    guard = protection(engine)
+    out = dict(values)
+    if out.get("credentials") is not None:
+        out["credentials"] = guard.vault.seal_json(dict(out["credentials"]), context=_credentials_context(task_id))
+    for name in _ERROR_TEXTS:
+        if isinstance(out.get(name), str):
+            out[name] = guard.redact(out[name])
+    if out.get("attempts") is not None:
+        out["attempts"] = guard.redact.value(out["attempts"])
+    return out
 
 
 async def insert_task(engine: AsyncEngine, values: Mapping[str, Any], *, quota_micros: int | None = None) -> None:
@@ -133,10 +162,11 @@ async def insert_task(engine: AsyncEngine, values: Mapping[str, Any], *, quota_m
     key cannot both pass the check; InsufficientQuota leaves nothing written.
     """
     price = int(values.get("price_micros", 0))
+    row = _protect(engine, values["id"], values)
     async with engine.begin() as conn:
         if quota_micros is not None:
             await usage.check_quota(conn, key_id=values["key_id"], amount=price, quota_micros=quota_micros)
-        await conn.execute(tasks.insert().values(**values))
+        await conn.execute(tasks.insert().values(**row))
         if price:
             await usage.record(
                 conn, key_id=values["key_id"], task_id=values["id"], model=values["model"], kind="reserve", amount=price
@@ -145,10 +175,10 @@ async def insert_task(engine: AsyncEngine, values: Mapping[str, Any], *, quota_m
 
 _BY_ID = "SELECT * FROM tasks WHERE id = ? AND deleted_at IS NULL"
 _BY_ID_AND_KEY = _BY_ID + " AND key_id = ?"
-_JSON_COLUMNS = ("credentials", "request", "attempts")
+_JSON_COLUMNS = ("request", "attempts")
 
 
-def _from_sqlite(row: Any) -> TaskRow:
+def _from_sqlite(row: Any, vault: Vault) -> TaskRow:
     values = {name: row[name] for name in _FIELDS}
     for name in _JSON_COLUMNS:
         if values[name] is not None:
@@ -156,21 +186,23 @@ def _from_sqlite(row: Any) -> TaskRow:
     if values["has_audio"] is not None:
         values["has_audio"] = bool(values["has_audio"])
     values["status"] = TaskStatus(values["status"])
+    values["credentials"] = _open_credentials(vault, values["id"], values["credentials"])
     return TaskRow(**values)
 
 
 async def get_task(engine: AsyncEngine, *, task_id: str, key_id: str | None = None) -> TaskRow | None:
     """A task that has not been deleted; with key_id, only if that key owns it."""
+    vault = protection(engine).vault
     reader = sqlite_reader(engine)
     if reader is not None:
         found = reader.one(_BY_ID_AND_KEY, (task_id, key_id)) if key_id is not None else reader.one(_BY_ID, (task_id,))
-        return _from_sqlite(found) if found is not None else None
+        return _from_sqlite(found, vault) if found is not None else None
     query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
     if key_id is not None:
         query = query.where(tasks.c.key_id == key_id)
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
-    return _task(row) if row else None
+    return _task(row, vault) if row else None
 
 
 async def list_tasks(
@@ -188,7 +220,8 @@ async def list_tasks(
     query = query.order_by(tasks.c.seq.asc() if order == "asc" else tasks.c.seq.desc()).limit(limit)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [_task(row) for row in rows]
+    vault = protection(engine).vault
+    return [_task(row, vault) for row in rows]
 
 
 async def page_tasks(
@@ -218,7 +251,8 @@ async def page_tasks(
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
         total = (await conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*where))).scalar() or 0
-    return [_task(row) for row in rows], int(total)
+    vault = protection(engine).vault
+    return [_task(row, vault) for row in rows], int(total)
 
 
 async def seq_of(engine: AsyncEngine, *, task_id: str, key_id: str) -> int | None:
@@ -239,19 +273,24 @@ async def mark_submitted(
     attempts: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Record the upstream id; only once, and only while the task is still active."""
+    values = _protect(
+        engine,
+        task_id,
+        {
+            "upstream_id": upstream_id,
+            "channel": channel,
+            "provider": provider,
+            "credentials": credentials,
+            "next_poll_at": next_poll_at,
+            "attempts": attempts,
+            "updated_at": time.time(),
+        },
+    )
     async with engine.begin() as conn:
         result = await conn.execute(
             tasks.update()
             .where(tasks.c.id == task_id, tasks.c.upstream_id.is_(None), tasks.c.status.in_(_ACTIVE))
-            .values(
-                upstream_id=upstream_id,
-                channel=channel,
-                provider=provider,
-                credentials=dict(credentials),
-                next_poll_at=next_poll_at,
-                attempts=attempts,
-                updated_at=time.time(),
-            )
+            .values(**values)
         )
     return bool(result.rowcount)
 
@@ -283,7 +322,8 @@ async def claim_due(engine: AsyncEngine, *, owner: str, now: float, limit: int, 
     )
     async with engine.begin() as conn:
         rows = (await conn.execute(statement)).all()
-    return sorted((_task(row) for row in rows), key=lambda row: row.next_poll_at or 0.0)
+    vault = protection(engine).vault
+    return sorted((_task(row, vault) for row in rows), key=lambda row: row.next_poll_at or 0.0)
 
 
 async def extend_lease(engine: AsyncEngine, *, task_id: str, owner: str, until: float) -> bool:
@@ -335,7 +375,7 @@ async def record_poll_failure(
                 next_poll_at=next_poll_at,
                 polls=tasks.c.polls + 1,
                 poll_failures=tasks.c.poll_failures + 1,
-                last_poll_error=error[:2000],
+                last_poll_error=protection(engine).redact(error)[:2000],
                 lease_owner=None,
                 lease_until=None,
                 updated_at=time.time(),
@@ -365,7 +405,7 @@ async def finish(
         "lease_until": None,
         "updated_at": now,
         "completed_at": now,
-        **(values or {}),
+        **_protect(engine, task_id, values or {}),
     }
     async with engine.begin() as conn:
         result = await conn.execute(
@@ -439,8 +479,9 @@ async def in_flight_by_channel(engine: AsyncEngine) -> dict[str, int]:
 
 
 async def set_attempts(engine: AsyncEngine, *, task_id: str, attempts: list[dict[str, Any]]) -> None:
+    values = _protect(engine, task_id, {"attempts": attempts})
     async with engine.begin() as conn:
-        await conn.execute(tasks.update().where(tasks.c.id == task_id).values(attempts=attempts))
+        await conn.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
 
 
 async def count_by_status(engine: AsyncEngine) -> dict[str, int]:
