@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.helpers import SHARED_DB_SECRET
 from vidgate.engine import uploads
 from vidgate.store import uploads as upload_store
 from vidgate.store.db import create_engine, migrate
@@ -28,8 +29,8 @@ def key_id() -> str:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate, database_url)
-    engine = create_engine(database_url)
+    await asyncio.to_thread(migrate, database_url, secret=SHARED_DB_SECRET)
+    engine = create_engine(database_url, secret=SHARED_DB_SECRET)
     yield engine
     await engine.dispose()
 
