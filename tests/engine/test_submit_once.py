@@ -69,8 +69,9 @@ class Scripted(Provider):
 
     Submit outcomes, taken in order per channel: "ok" (a task is made and its id answered), "lost" (a task
     is made, then the answer is lost: a timeout), "timeout" (nothing is made, and no answer), "429" (refused),
-    "hang" (a task is made, then the call waits for `gate`, then answers), "hang_before" (waits for `gate`,
-    then makes a task and answers). `find` lists what was made on the channel, or does what `find_mode` says.
+    "hang" (a task is made, then the call waits for `gate`, then answers), "hang_lost" (the same, but the
+    answer is lost), "hang_before" (waits for `gate`, then makes a task and answers). `find` lists what was
+    made on the channel, or does what `find_mode` says.
     """
 
     name = "scripted"
@@ -102,11 +103,11 @@ class Scripted(Provider):
             self.entered.set()
             await self.gate.wait()
         upstream_id = self._make(creds.channel)
-        if outcome == "lost":
-            raise UpstreamTransient("POST http://upstream.invalid/v1/videos: timed out")
-        if outcome == "hang":
+        if outcome in ("hang", "hang_lost"):
             self.entered.set()
             await self.gate.wait()
+        if outcome in ("lost", "hang_lost"):
+            raise UpstreamTransient("POST http://upstream.invalid/v1/videos: timed out")
         return Submitted(upstream_id=upstream_id)
 
     async def find(
@@ -304,6 +305,19 @@ async def test_a_crashed_submit_is_reconciled_by_the_poller_once_its_lease_lapse
     rig.provider.gate.set()
     assert (await creating).upstream_id == "a-up-1"
     assert rig.provider.cancelled == [] and rig.provider.count("submit") == 1
+
+
+async def test_a_stalled_submit_finds_its_task_adopted_by_the_poller(rig: Rig) -> None:
+    rig.provider.script = {"a": ["hang_lost"], "b": ["ok"]}
+    creating = asyncio.create_task(rig.submitter.create(rig.key, raw()))
+    await rig.provider.entered.wait()
+    (claimed,) = await rig.claim(after=rig.submitter.lease_s + 1)
+    await rig.poller.advance(claimed)
+    # The stalled call times out at last; its own lookup sees the task already on this row: no failover.
+    rig.provider.gate.set()
+    created = await creating
+    assert created.upstream_id == "a-up-1" and created.status == TaskStatus.QUEUED
+    assert rig.provider.calls == [("submit", "a"), ("find", "a"), ("find", "a")]
 
 
 async def test_a_crash_before_the_call_went_out_is_resubmitted_once(rig: Rig) -> None:

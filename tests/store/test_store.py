@@ -170,7 +170,7 @@ async def test_one_upstream_task_belongs_to_one_row(db: AsyncEngine) -> None:
         await task_store.mark_submitted(db, task_id=second["id"], upstream_id=upstream, **args)
     row = await task_store.get_task(db, task_id=second["id"])
     assert row is not None and row.upstream_id is None
-    assert await task_store.upstream_ids_taken(db, upstream_ids=[upstream, "up_nobody"]) == {upstream}
+    assert await task_store.upstream_holders(db, upstream_ids=[upstream, "up_nobody"]) == {upstream: first["id"]}
 
 
 async def test_a_submit_lease_guards_the_attempts_and_is_never_shortened(db: AsyncEngine) -> None:

@@ -575,10 +575,14 @@ class Submitter:
         except (ProviderError, TimeoutError) as exc:
             attempt.update(lookup="failed", lookup_error=(str(exc) or "no answer in time")[:500])
             raise Undecided(f"looking up a submit whose outcome is unknown failed: {exc}") from exc
-        taken = await task_store.upstream_ids_taken(self._db, upstream_ids=candidates)
+        holders = await task_store.upstream_holders(self._db, upstream_ids=candidates)
         for upstream_id in candidates:
-            if upstream_id in taken:
-                continue
+            if holders.get(upstream_id) == task_id:
+                # Adopted meanwhile, by a poller that took the row over while this process stalled.
+                attempt.update(lookup="found", upstream_id=upstream_id)
+                return True
+            if upstream_id in holders:
+                continue  # another task's
             attempt.update(lookup="found", upstream_id=upstream_id)
             if await self._adopt(task_id, attempts, attempt, upstream_id, channel, provider):
                 await self.health.success(channel.name)

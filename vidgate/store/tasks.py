@@ -328,13 +328,13 @@ async def mark_submitted(
     return bool(result.rowcount)
 
 
-async def upstream_ids_taken(engine: AsyncEngine, *, upstream_ids: Sequence[str]) -> set[str]:
-    """Which of these upstream ids some task row already holds."""
+async def upstream_holders(engine: AsyncEngine, *, upstream_ids: Sequence[str]) -> dict[str, str]:
+    """The task rows that already hold some of these upstream ids: upstream id -> task id."""
     if not upstream_ids:
-        return set()
-    query = sa.select(tasks.c.upstream_id).where(tasks.c.upstream_id.in_(list(upstream_ids)))
+        return {}
+    query = sa.select(tasks.c.upstream_id, tasks.c.id).where(tasks.c.upstream_id.in_(list(upstream_ids)))
     async with engine.connect() as conn:
-        return {str(found) for found in (await conn.execute(query)).scalars()}
+        return {str(upstream): str(task) for upstream, task in (await conn.execute(query)).all()}
 
 
 async def claim_due(engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float) -> list[TaskRow]:
