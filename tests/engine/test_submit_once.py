@@ -146,7 +146,8 @@ class Rig:
     async def rows(self) -> list[TaskRow]:
         """Every task that was not deleted."""
         async with self.db.connect() as conn:
-            ids = (await conn.execute(sa.select(tasks.c.id).order_by(tasks.c.seq))).scalars().all()
+            query = sa.select(tasks.c.id).where(tasks.c.key_id == self.key.id).order_by(tasks.c.seq)
+            ids = (await conn.execute(query)).scalars().all()
         found = [await task_store.get_task(self.db, task_id=task_id) for task_id in ids]
         return [row for row in found if row is not None]
 
@@ -158,7 +159,8 @@ class Rig:
 
     async def ledger(self) -> list[tuple[str, str]]:
         async with self.db.connect() as conn:
-            return [(row.task_id, row.kind) for row in (await conn.execute(sa.select(ledger))).all()]
+            found = await conn.execute(sa.select(ledger).where(ledger.c.key_id == self.key.id).order_by(ledger.c.id))
+            return [(row.task_id, row.kind) for row in found.all()]
 
 
 def raw(prompt: str = "a harbour at dawn") -> RawCreate:
