@@ -395,6 +395,7 @@ class Submitter:
         owner: str,
         remix_source: TaskRow | None = None,
         attempts: list[Attempt] | None = None,
+        failures: int = 0,
     ) -> bool:
         """Submit to the first channel that accepts, holding the row's lease as `owner`, within the deadline.
 
@@ -403,6 +404,7 @@ class Submitter:
         InvalidRequest when the upstream rejected the request, Conflict when the task was cancelled or taken
         over meanwhile. Every attempt (channel, outcome, lookup) is recorded on the task; a trailing
         "sending" attempt in `attempts` is already stored, and its call is made without writing it again.
+        `failures` (the row's failed rounds so far) sets how long a handed-over row waits.
         """
         attempts = list(attempts or [])
         loop = asyncio.get_running_loop()
@@ -457,7 +459,7 @@ class Submitter:
                     if await self._reconcile(task_id, attempts, attempt, provider, upstream_req, channel, remix_source):
                         return True
         except Undecided as exc:
-            await self._hand_over(task_id, owner, attempts, str(exc))
+            await self._hand_over(task_id, owner, attempts, str(exc), failures=failures)
             return False
         await task_store.set_attempts(self._db, task_id=task_id, attempts=_kept(attempts))
         status = 502 if last_status is not None and last_status >= 500 and last_status != 503 else 503
@@ -534,7 +536,15 @@ class Submitter:
                 await self._hand_over(row.id, owner, attempts, str(exc), failures=row.poll_failures)
                 return False
         channels = await self.route(row.model, only=remix_source.channel if remix_source else None)
-        return await self.submit_row(row.id, req, channels, owner=owner, remix_source=remix_source, attempts=attempts)
+        return await self.submit_row(
+            row.id,
+            req,
+            channels,
+            owner=owner,
+            remix_source=remix_source,
+            attempts=attempts,
+            failures=row.poll_failures,
+        )
 
     async def _send(
         self, provider: Provider, req: VideoRequest, channel: Channel, task_id: str, remix_source: TaskRow | None
