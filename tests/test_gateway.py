@@ -148,7 +148,7 @@ def test_all_channels_failing_is_a_503_and_leaves_nothing(
     first, second = fakes
     first.faults.random("submit", 1.0, "429")
     second.faults.random("submit", 1.0, "500")
-    server = start_server(tmp_path, channel("a", first) + channel("b", second))
+    server = start_server(tmp_path, channel("wan-alpha", first) + channel("wan-beta", second))
     try:
         with httpx.Client(
             base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {server.key()}"}, timeout=30
@@ -157,6 +157,25 @@ def test_all_channels_failing_is_a_503_and_leaves_nothing(
             assert response.status_code in (502, 503) and response.json()["error"]["type"] == "server_error"
             assert int(response.headers["retry-after"]) >= 1
             assert client.get("/videos").json()["data"] == []
+        # The client is told no channel, URL or upstream text; the task's attempts keep them for operators.
+        assert response.json()["error"]["message"] == "No upstream accepted the request; retry later."
+        for secret in ("wan-alpha", "wan-beta", "127.0.0.1", "http", "Throttling", "InternalError"):
+            assert secret not in response.text
+        import json
+        import sqlite3
+
+        db = sqlite3.connect(server.config.parent / "vidgate.db")
+        try:
+            ((raw, deleted),) = db.execute("select attempts, deleted_at from tasks").fetchall()
+        finally:
+            db.close()
+        attempts = json.loads(raw)
+        assert deleted is not None and {a["channel"] for a in attempts} == {"wan-alpha", "wan-beta"}
+        assert any("Throttling" in a["error"] for a in attempts) and any(
+            "InternalError" in a["error"] for a in attempts
+        )
+        # The 500 left the outcome unknown: the task list was read (nothing there) before giving up.
+        assert first.calls("/api/v1/tasks", "GET") or second.calls("/api/v1/tasks", "GET")
     finally:
         server.stop()
 

@@ -97,6 +97,8 @@ class Settings(BaseModel):
     upload_allowance_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     # First interval between status reads of an upstream task (it then grows); 0 = each model's own pace.
     poll_interval_s: float = Field(default=0.0, ge=0.0)
+    # A whole submit (failover and lookups included) ends within this; the row's lease is twice as long.
+    submit_timeout_s: float = Field(default=60.0, gt=0)
     # A channel whose submits fail this many times in a row is taken out for breaker_cooldown_s.
     breaker_threshold: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)

@@ -11,6 +11,7 @@ Client-facing errors carry what each surface needs to render them (api/errors.py
     │   ├── PermissionDenied         403, the key may not use this model
     │   ├── NotFound                 404, unknown id or another key's id
     │   ├── Conflict                 409, the video is not ready
+    │   │   └── IdempotencyKeyReused 409, an Idempotency-Key sent again with another body
     │   ├── PayloadTooLarge          413
     │   └── RateLimited              429, with retry_after (requests per minute, quota, full channels)
     ├── ServiceError                 vidgate or its upstreams cannot serve right now; rendered as 5xx
@@ -18,7 +19,8 @@ Client-facing errors carry what each surface needs to render them (api/errors.py
     └── ProviderError                raised by provider adapters, translated by the engine
         ├── UpstreamRejected         the upstream refused the request itself (its 4xx); not retried
         ├── UpstreamTransient        429, 5xx, timeout, connection error, garbage; try later / elsewhere
-        └── NotSupported             the provider has no such operation (cancel, remix)
+        └── NotSupported             the provider has no such operation (cancel, remix, find)
+    UpstreamTaken                    another task already holds this upstream task (never an HTTP answer)
 
 Foreign exceptions (httpx, SQLAlchemy, PyAV) are translated at one boundary with `raise X(...) from exc`.
 
@@ -137,6 +139,12 @@ class Conflict(ClientError):
     code = "video_not_ready"
 
 
+class IdempotencyKeyReused(Conflict):
+    """The Idempotency-Key was used within 24 h for a request with another body."""
+
+    code = "idempotency_key_reused"
+
+
 class PayloadTooLarge(ClientError):
     """An upload or body beyond the configured limit."""
 
@@ -202,12 +210,24 @@ class UpstreamRejected(ProviderError):
 
 
 class UpstreamTransient(ProviderError):
-    """A failure that may pass: 429, 5xx, timeout, connection error, an unparsable answer."""
+    """A failure that may pass: 429, 5xx, timeout, connection error, an unparsable answer.
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    `nothing_created` is True when a create that failed this way surely made no upstream task (no
+    connection was made, or the upstream was asked and has none); otherwise its outcome is unknown.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        nothing_created: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.nothing_created = nothing_created
 
 
 class NotSupported(ProviderError):
@@ -233,3 +253,7 @@ class HostNotResolved(httpx.ConnectError):
     def __init__(self, host: str) -> None:
         super().__init__(f"cannot resolve {host}")
         self.host = host
+
+
+class UpstreamTaken(VidgateError):
+    """Another task already holds this upstream task: two submits raced for one (see engine/submit.py)."""

@@ -30,7 +30,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-Fault = Literal["429", "500", "502", "503", "timeout", "garbage", "empty", "unknown_status", "not_found", "drop_reply"]
+Fault = Literal[
+    "429",
+    "500",
+    "502",
+    "503",
+    "timeout",
+    "garbage",
+    "empty",
+    "unknown_status",
+    "not_found",
+    "drop_reply",
+    "slow_reply",
+    "cut",
+]
 
 
 @dataclass
@@ -45,6 +58,20 @@ class Recorded:
     json: Any = None
     form: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+
+
+class CutConnection(Response):
+    """Starts an answer it never finishes: the server closes the connection, so the client gets no reply
+    (the upstream did the work, and the caller cannot know)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"id"', "more_body": True})
+        # Returning with the body unfinished makes the server drop the connection.
 
 
 class InjectedFault(Exception):
@@ -65,6 +92,8 @@ class Faults:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     # How long a "timeout" fault sleeps before answering (longer than the client's timeout).
     hang_s: float = 40.0
+    # How long a "slow_reply" fault holds the answer after the work is done (the task exists meanwhile).
+    slow_s: float = 45.0
 
     def queue(self, call: str, *faults: Fault) -> None:
         self.queued.setdefault(call, deque()).extend(faults)
@@ -188,9 +217,18 @@ class FakeUpstream:
             raise InjectedFault(kind, PlainTextResponse("<html>502 Bad Gateway</html>", status_code=200))
         if kind == "empty":
             raise InjectedFault(kind, Response(b"", status_code=200, media_type="application/json"))
-        if kind in ("unknown_status", "not_found", "drop_reply"):
+        if kind in ("unknown_status", "not_found", "drop_reply", "slow_reply", "cut"):
             raise InjectedFault(kind, None)  # the emulator's handler interprets these itself
         raise InjectedFault(kind, self.fault_response(kind))
+
+    async def after_work(self, kind: Fault | None) -> Response | None:
+        """For faults that strike once the work is done: "slow_reply" waits `faults.slow_s` before the normal
+        answer (None is returned), "cut" gives the response that drops the connection instead of answering."""
+        if kind == "slow_reply":
+            await asyncio.sleep(self.faults.slow_s)
+        if kind == "cut":
+            return CutConnection()
+        return None
 
     def calls(self, path_contains: str = "", method: str | None = None) -> list[Recorded]:
         return [r for r in self.history if path_contains in r.path and (method is None or r.method == method)]

@@ -3,10 +3,13 @@
 It speaks the vendor's wire protocol as the real `dashscope` SDK and the gateway see it: Bearer auth against a set of
 keys, the mandatory `X-DashScope-Async: enable` header on submit, per-model validation of size / resolution /
 duration / audio, a PENDING → RUNNING → SUCCEEDED (or FAILED) task that moves one step per poll, cancel of PENDING
-tasks, and an expiring `video_url` serving a real MP4. Everything received is kept in `history`, and every created
-task in `tasks`, so tests can check what reached the upstream and how.
+tasks, the task list, and an expiring `video_url` serving a real MP4. Everything received is kept in `history`,
+and every created task in `tasks`, so tests can check what reached the upstream and how.
 
 Choices where the reference is uncertain (providers.md §7 item 2) are marked "Decision:" below.
+
+Fault calls: "submit", "poll", "cancel", "list". On submit, "drop_reply" creates the task and answers 500,
+"slow_reply" creates it and holds the answer `faults.slow_s`, "cut" creates it and drops the connection.
 """
 
 from __future__ import annotations
@@ -228,6 +231,7 @@ class FakeDashScope(FakeUpstream):
             # AioVideoSynthesis polls with a trailing slash (clients.md B.3).
             Route(f"{API}/tasks/{{task_id}}/", self._poll, methods=["GET"]),
             Route(f"{API}/tasks/{{task_id}}/cancel", self._cancel, methods=["POST"]),
+            Route(f"{API}/tasks", self._list, methods=["GET"]),
         ]
 
     def fault_response(self, kind: Fault) -> Response:
@@ -294,6 +298,9 @@ class FakeDashScope(FakeUpstream):
             return refusal.response()
         if fault is not None and fault.kind == "drop_reply":
             return self.fault_response("500")  # the task exists, but the client never learns its id
+        cut = await self.after_work(fault.kind if fault is not None else None)
+        if cut is not None:
+            return cut
         status = ODD_STATUS if fault is not None and fault.kind == "unknown_status" else task.status
         return JSONResponse({"request_id": new_id(), "output": {"task_id": task.task_id, "task_status": status}})
 
@@ -342,6 +349,57 @@ class FakeDashScope(FakeUpstream):
         if fault is not None and fault.kind == "drop_reply":
             return self.fault_response("500")
         return JSONResponse({"request_id": new_id()})
+
+    async def _list(self, request: Request) -> Response:
+        """The key's tasks, newest first, a numbered page at a time (SDK `Tasks.list`, clients.md B.3).
+
+        Decision: the real body is undocumented (providers.md §2.2); rows go under both `data` and `tasks`,
+        with `total`, `total_page`, `page_no`, `page_size`. Each row carries `task_id`, `task_status`,
+        `model_name`, the task's times (Beijing time, as the task query gives them) and `orig_prompt`.
+        `start_time` / `end_time` are YYYYMMDDhhmmss in Beijing time and bound `submit_time`.
+        """
+        entry = await self.record(request)
+        await self._delay()
+        try:
+            key = self._authorize(entry)
+            page_no = _bounded(entry.query, "page_no", 1, 1, 100_000)
+            page_size = _bounded(entry.query, "page_size", 10, 1, 100)
+            start, end = _window(entry.query, "start_time"), _window(entry.query, "end_time")
+        except Refusal as refusal:
+            return refusal.response()
+        fault = await self._draw("list")
+        if fault is not None and fault.response is not None:
+            return fault.response
+        model, status = entry.query.get("model_name"), entry.query.get("status")
+        with self._lock:
+            rows = [
+                task
+                for task in self.tasks.values()
+                if task.api_key == key
+                and (not model or task.model == model)
+                and (not status or task.status == status)
+                and (start is None or task.submitted_at >= start)
+                and (end is None or task.submitted_at <= end)
+            ]
+            rows.sort(key=lambda task: task.submitted_at, reverse=True)
+            page = [self._list_row(task) for task in rows[(page_no - 1) * page_size : page_no * page_size]]
+        total = len(rows)
+        return JSONResponse(
+            {
+                "request_id": new_id(),
+                "data": page,
+                "tasks": page,
+                "total": total,
+                "total_page": -(-total // page_size),
+                "page_no": page_no,
+                "page_size": page_size,
+            }
+        )
+
+    def _list_row(self, task: FakeTask) -> dict[str, Any]:
+        row = {key: value for key, value in self._task_body(task)["output"].items() if key not in ("video_url",)}
+        row.update(model_name=task.model, orig_prompt=task.prompt or "")
+        return row
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         # Decision: unknown routes / methods answer in the vendor's JSON error shape, not Starlette's plain text.
@@ -585,6 +643,25 @@ class FakeDashScope(FakeUpstream):
         elif task.status == "FAILED" and task.fail is not None:
             output["code"], output["message"] = task.fail
         return body
+
+
+def _bounded(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise invalid(f"{name} must be an integer from {low} to {high}")
+    return int(value)
+
+
+def _window(query: dict[str, str], name: str) -> datetime | None:
+    value = query.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
+    except ValueError as exc:
+        raise invalid(f"{name} must be YYYYMMDDhhmmss") from exc
 
 
 def rewrite(prompt: str | None) -> str:

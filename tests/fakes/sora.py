@@ -14,7 +14,9 @@ answers in_progress and the second completed.
 
 Fault call names (for `faults.queue(call, ...)`): "submit" (create), "remix", "poll" (retrieve), "list",
 "delete", "download" (content). "unknown_status" only changes answers that carry Video objects (status
-"weird"); "not_found" answers 404 anywhere; "drop_reply" does the work, then answers 500.
+"weird"); "not_found" answers 404 anywhere; "drop_reply" does the work, then answers 500. On create and
+remix, "slow_reply" makes the job, then holds the answer `faults.slow_s`; "cut" makes the job, then drops the
+connection without an answer.
 
 Choices where the real service is not documented (providers.md §7.1):
   - content of a job that is not completed: 400 invalid_request_error, code null (not 404, so a client can
@@ -579,7 +581,7 @@ class FakeSora(FakeUpstream):
         task = self._new_task(model=model, prompt=prompt, size=size, seconds=seconds, input_reference=reference)
         if kind == "drop_reply":
             raise server_error()
-        return self._video_response(task, kind)
+        return await self.after_work(kind) or self._video_response(task, kind)
 
     async def _retrieve(self, request: Request, entry: Recorded, kind: Fault | None) -> Response:
         task = self._task(request.path_params["video_id"])
@@ -707,4 +709,4 @@ class FakeSora(FakeUpstream):
         )
         if kind == "drop_reply":
             raise server_error()
-        return self._video_response(task, kind)
+        return await self.after_work(kind) or self._video_response(task, kind)

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import SHARED_DB_SECRET
 from vidgate.auth import KeyRing, hash_key
-from vidgate.errors import Unauthenticated
+from vidgate.errors import Unauthenticated, UpstreamTaken
 from vidgate.status import TaskStatus
+from vidgate.store import idempotency as idempotency_store
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store.db import create_engine, migrate
@@ -160,3 +161,57 @@ async def test_mark_submitted_only_once(db: AsyncEngine) -> None:
     assert not await task_store.mark_submitted(db, task_id=values["id"], upstream_id="u2", **args)
     row = await task_store.get_task(db, task_id=values["id"])
     assert row is not None and row.upstream_id == "u1"
+
+
+async def test_one_upstream_task_belongs_to_one_row(db: AsyncEngine) -> None:
+    first, second = task_values("key_" + secrets.token_hex(4)), task_values("key_" + secrets.token_hex(4))
+    for values in (first, second):
+        await task_store.insert_task(db, values)
+    upstream = "up_" + secrets.token_hex(6)
+    args = {"channel": "local", "provider": "local", "credentials": {"channel": "local"}, "next_poll_at": time.time()}
+    assert await task_store.mark_submitted(db, task_id=first["id"], upstream_id=upstream, **args)
+    with pytest.raises(UpstreamTaken):
+        await task_store.mark_submitted(db, task_id=second["id"], upstream_id=upstream, **args)
+    row = await task_store.get_task(db, task_id=second["id"])
+    assert row is not None and row.upstream_id is None
+    assert await task_store.upstream_holders(db, upstream_ids=[upstream, "up_nobody"]) == {upstream: first["id"]}
+
+
+async def test_a_submit_lease_guards_the_attempts_and_is_never_shortened(db: AsyncEngine) -> None:
+    now = time.time()
+    values = task_values("key_" + secrets.token_hex(4), lease_owner="submitter", lease_until=now + 120)
+    values["next_poll_at"] = now + 120
+    await task_store.insert_task(db, values)
+    attempt = {"channel": "local", "at": now, "state": "sending"}
+    args = {"channel": "local", "provider": "local", "credentials": {"channel": "local"}, "attempts": [attempt]}
+    assert not await task_store.begin_attempt(db, task_id=values["id"], owner="someone-else", **args)
+    assert await task_store.begin_attempt(db, task_id=values["id"], owner="submitter", **args)
+    # A poller's short renewal does not cut a submitter's longer lease.
+    assert await task_store.extend_lease(db, task_id=values["id"], owner="submitter", until=now + 10)
+    row = await task_store.get_task(db, task_id=values["id"])
+    assert row is not None and row.lease_until == now + 120 and row.attempts == [attempt]
+    assert await task_store.extend_lease(db, task_id=values["id"], owner="submitter", until=now + 200)
+    row = await task_store.get_task(db, task_id=values["id"])
+    assert row is not None and row.lease_until == now + 200
+    # Due, but leased: nobody claims it before the lease ends.
+    claimed = await task_store.claim_due(db, owner="poller", now=now + 150, limit=1000, lease_s=10)
+    assert values["id"] not in {row.id for row in claimed}
+    cancelled = await task_store.finish(db, task_id=values["id"], status=TaskStatus.CANCELLED)
+    assert cancelled and not await task_store.begin_attempt(db, task_id=values["id"], owner="submitter", **args)
+
+
+async def test_an_idempotency_key_is_claimed_with_its_task_once(db: AsyncEngine) -> None:
+    key_id = "key_" + secrets.token_hex(4)
+    attempts = [task_values(key_id) for _ in range(4)]
+    written = await asyncio.gather(
+        *(task_store.insert_task(db, values, idempotency=("retry-1", "f" * 64)) for values in attempts)
+    )
+    assert sorted(written) == [False, False, False, True]
+    (winner,) = [values for values, ok in zip(attempts, written, strict=True) if ok]
+    claim = await idempotency_store.find(db, key_id=key_id, idem_key="retry-1", since=0)
+    assert claim is not None and claim.task_id == winner["id"] and claim.fingerprint == "f" * 64
+    for values, ok in zip(attempts, written, strict=True):
+        assert (await task_store.get_task(db, task_id=values["id"]) is not None) == ok
+    # Too old: ignored (and dropped), so the key can be claimed again.
+    assert await idempotency_store.find(db, key_id=key_id, idem_key="retry-1", since=time.time() + 1) is None
+    assert await task_store.insert_task(db, task_values(key_id), idempotency=("retry-1", "e" * 64))

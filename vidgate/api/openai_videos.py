@@ -15,6 +15,7 @@ from starlette.responses import Response
 from vidgate.api import limits
 from vidgate.api.deps import KeyDep, Services, ServicesDep
 from vidgate.api.schemas import CREATE_BODY, REMIX_BODY, DeletedVideo, ModelList, Video, VideoList
+from vidgate.engine import idempotency
 from vidgate.engine.normalize import RawCreate, Upload
 from vidgate.errors import InvalidRequest, NotFound, PayloadTooLarge
 from vidgate.providers.base import ModelSpec
@@ -28,6 +29,13 @@ _TEXT_FIELDS = ("prompt", "model", "seconds", "size", "resolution", "metadata")
 # Remix and other small JSON or form bodies.
 SMALL_BODY_BYTES = 1024 * 1024
 _BRACKET = re.compile(r"^input_reference\[(image_url|file_id)\]$")
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Retries with the same key and body within 24 h return the same video, created once.",
+    "schema": {"type": "string", "pattern": "^[ -~]{1,255}$"},
+}
 
 
 def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -78,13 +86,21 @@ async def _owned(svc: ServicesDep, key_id: str, video_id: str) -> TaskRow:
     "/videos",
     response_model=Video,
     summary="Create a video",
-    openapi_extra={"requestBody": CREATE_BODY},
+    openapi_extra={"requestBody": CREATE_BODY, "parameters": [IDEMPOTENCY_HEADER]},
 )
 async def create_video(request: Request, svc: ServicesDep, key: KeyDep) -> Response:
-    """Create a video from a prompt (and optionally an image). Accepts multipart/form-data and JSON."""
+    """Create a video from a prompt (and optionally an image). Accepts multipart/form-data and JSON.
+
+    With an `Idempotency-Key` header, the same key and body within 24 h return the first request's video
+    (no second task, no second charge); the same key with another body is a 409 `idempotency_key_reused`.
+    """
+    header = request.headers.get(idempotency.HEADER)
+    if header is not None:
+        idempotency.check_key(header)
     raw = await read_create(request, svc)
     try:
-        row = await svc.submitter.create(key, raw)
+        claim = await idempotency.for_create(header, raw) if header is not None else None
+        row = await svc.submitter.create(key, raw, idempotency=claim)
     finally:
         if isinstance(raw.input_reference, Upload):
             raw.input_reference.path.unlink(missing_ok=True)

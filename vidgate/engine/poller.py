@@ -22,13 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from vidgate import media
 from vidgate.config import Settings
 from vidgate.engine import billing, uploads
+from vidgate.engine.idempotency import TTL_S as IDEMPOTENCY_TTL_S
 from vidgate.engine.schedule import failure_delay, poll_delay
 from vidgate.engine.submit import Submitter
-from vidgate.errors import ProviderError, RateLimited, UpstreamUnavailable, VidgateError
+from vidgate.errors import Conflict, ProviderError, RateLimited, UpstreamUnavailable, VidgateError
 from vidgate.metrics import Metrics
-from vidgate.providers.base import Credentials, Progress, VideoRequest
+from vidgate.providers.base import Credentials, Progress
 from vidgate.providers.registry import Registry
 from vidgate.status import TaskStatus
+from vidgate.store import idempotency as idempotency_store
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store.tasks import TaskRow
@@ -142,7 +144,7 @@ class Poller:
 
     async def sweep(self) -> int:
         """Delete the stored files of videos past their retention (`expires_at`; the task rows stay), uploads
-        past their useful life and stray temp files (engine/uploads.py)."""
+        past their useful life and stray temp files (engine/uploads.py), and idempotency keys older than 24 h."""
         now = time.time()
         expired = await task_store.expired_media(self._db, now=now, limit=200)
         for task_id in expired:
@@ -151,6 +153,7 @@ class Poller:
         if expired:
             log.info("retention: deleted the files of %d expired videos", len(expired))
         await uploads.sweep(self._db, self._settings.media_dir, now=now)
+        await idempotency_store.sweep(self._db, before=now - IDEMPOTENCY_TTL_S)
         return len(expired)
 
     async def _guarded(self, row: TaskRow) -> None:
@@ -184,9 +187,8 @@ class Poller:
         if now > row.deadline_at:
             await self._fail(row, "deadline_exceeded", "The task did not finish before its deadline.")
             return
-        req = VideoRequest.from_json(row.request)
         if row.upstream_id is None:
-            await self._resubmit(row, req)
+            await self._resubmit(row)
             return
         provider = self._registry.provider(row.provider)
         creds = Credentials.from_json(row.credentials)
@@ -220,19 +222,15 @@ class Poller:
                 + poll_delay(row.polls, self._settings.poll_interval_s or spec.poll_hint_ms / 1000.0),
             )
 
-    async def _resubmit(self, row: TaskRow, req: VideoRequest) -> None:
-        # The process that wrote this row died before the upstream answered: submit it now.
-        remix_source = None
-        if row.remixed_from:
-            remix_source = await task_store.get_task(self._db, task_id=row.remixed_from)
+    async def _resubmit(self, row: TaskRow) -> None:
+        # The process that wrote this row stopped before its submit ended (its lease lapsed), or handed the row
+        # over: look for what its last call made, then submit (engine/submit.py).
         try:
-            channels = await self._submitter.route(row.model, only=remix_source.channel if remix_source else None)
-            # The channel it was meant for first: an upstream with an idempotency handle (Kling's
-            # external_task_id) may already hold the task, and only that account can find it.
-            channels.sort(key=lambda ch: ch.name != row.channel)
-            await self._submitter.submit_row(row.id, req, channels, remix_source=remix_source)
+            await self._submitter.resume(row, owner=self.owner)
         except (UpstreamUnavailable, RateLimited) as exc:
             await self._retry_later(row, str(exc))
+        except Conflict as exc:
+            log.info("task %s: %s", row.id, exc)  # cancelled or deleted meanwhile: nothing left to do
         except VidgateError as exc:
             await self._fail(row, "submit_failed", exc.message)
 

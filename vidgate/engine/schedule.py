@@ -20,8 +20,3 @@ def failure_delay(failures: int, rng: random.Random | None = None, *, base_s: fl
     ceiling = min(MAX_FAILURE_DELAY_S, base_s * (2 ** min(failures, 10)))
     jitter = (rng or random).uniform(0.5, 1.0)
     return float(ceiling * jitter)
-
-
-def submit_grace_s() -> float:
-    """How long a freshly written row waits for its own request to submit it before the poller may."""
-    return 30.0

@@ -236,6 +236,19 @@ class Provider(ABC):
         """Create a remix of a finished upstream task."""
         raise NotSupported(f"{self.name} cannot remix videos")
 
+    async def find(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
+    ) -> list[str]:
+        """The upstream tasks an unanswered create of `req` may have made, best match first; [] when surely none.
+
+        Called before any resubmit of a create whose outcome is unknown (a timeout after sending, a cut
+        connection, a crash): by the id vidgate chose (`task_id`) where the upstream keeps one, else by
+        listing the account's tasks created since `since` (this host's clock) that match the request.
+        `remix_of` is the source's upstream id when the create was a remix. Raise NotSupported when the
+        upstream offers no way to look, UpstreamTransient when the lookup itself failed.
+        """
+        raise NotSupported(f"{self.name} cannot look its tasks up")
+
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
         """Store the finished video at `dest` (adapters with an HTTP client override this)."""
         raise NotSupported(f"{self.name} has no download")

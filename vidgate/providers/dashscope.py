@@ -4,6 +4,13 @@ Submit `POST {base}/api/v1/services/aigc/{video-generation|image2video}/video-sy
 `X-DashScope-Async: enable`; poll `GET {base}/api/v1/tasks/{id}`; the finished video is `output.video_url`
 (an OSS URL valid 24 h), downloaded into storage at once. t2v models take `parameters.size` ("W*H"),
 i2v/kf2v models `parameters.resolution` (a tier; the aspect follows the image). kf2v uses image2video.
+
+A submit whose answer was lost is looked for with the task list, `GET {base}/api/v1/tasks` (start_time /
+end_time as YYYYMMDDhhmmss, model_name, page_no, page_size): a task of the same model submitted since the
+submit was sent (less CLOCK_SKEW_S), whose prompt, where the row shows one, is the one sent. The list's
+shape is not documented (providers.md §2.2, §7 item 2); decisions: its times, like the task query's, are
+Beijing time; rows are read from `tasks`, `data` or `output.tasks`, each with `task_id`, `model_name`,
+`submit_time` and, when present, `orig_prompt`.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import mimetypes
+import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +133,13 @@ _STATES = {
 _INPUT_FIELD = {"first_frame": "img_url", "last_frame": "last_frame_url", "audio": "audio_url"}
 _PASS_EXTRAS_INPUT = ("negative_prompt", "template")
 _PASS_EXTRAS_PARAMS = ("prompt_extend", "watermark")
+# DashScope states its times in Beijing time, without a zone.
+BEIJING = timezone(timedelta(hours=8))
+LIST_PAGE_SIZE = 100
+# A lookup reads at most this many pages before it gives up telling (it then retries later).
+LIST_PAGES = 10
+# Tolerance between our clock and the upstream's when comparing submit times.
+CLOCK_SKEW_S = 30.0
 
 
 def is_wan_model(model: str) -> bool:
@@ -202,6 +218,47 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     return Progress(state=state, progress=None)  # type: ignore[arg-type]
 
 
+def beijing_stamp(moment: float) -> str:
+    """A UNIX time as the list's YYYYMMDDhhmmss, in Beijing time."""
+    return datetime.fromtimestamp(moment, BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+def parse_time(value: Any) -> float | None:
+    """A task time ("2025-10-11 18:55:56.952", Beijing time) as a UNIX time; None when unreadable."""
+    if not isinstance(value, str):
+        return None
+    for pattern in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(value, pattern).replace(tzinfo=BEIJING).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def list_rows(payload: Any) -> list[Mapping[str, Any]] | None:
+    """The rows of a task list answer, wherever this deployment puts them; None when there are none to read."""
+    if not isinstance(payload, Mapping):
+        return None
+    output = payload.get("output")
+    for holder in (payload, output if isinstance(output, Mapping) else {}):
+        for name in ("tasks", "data"):
+            rows = holder.get(name)
+            if isinstance(rows, list):
+                return [row for row in rows if isinstance(row, Mapping)]
+    return None
+
+
+def row_matches(row: Mapping[str, Any], *, model: str, prompt: Any, since: float) -> bool:
+    """Whether a listed task could be what a submit of this model and prompt (sent at `since`) made."""
+    if not isinstance(row.get("task_id"), str) or row.get("model_name", model) != model:
+        return False
+    submitted = parse_time(row.get("submit_time"))
+    if submitted is None or submitted < since - CLOCK_SKEW_S:
+        return False
+    shown = row.get("orig_prompt")
+    return shown is None or shown == (prompt or "")
+
+
 def from_settings(settings: Settings, http: httpx.AsyncClient) -> DashScopeProvider:
     return DashScopeProvider(http)
 
@@ -238,6 +295,44 @@ class DashScopeProvider(Provider):
         if not isinstance(task, str) or not task:
             raise UpstreamTransient("DashScope accepted the task but returned no task_id")
         return Submitted(upstream_id=task, progress=Progress(state="queued", progress=0))
+
+    async def find(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
+    ) -> list[str]:
+        body = build_body(req)
+        inputs = body.get("input")
+        prompt = inputs.get("prompt") if isinstance(inputs, Mapping) else None
+        model = str(body.get("model") or req.model)
+        params = {
+            "start_time": beijing_stamp(since - CLOCK_SKEW_S),
+            "end_time": beijing_stamp(time.time() + CLOCK_SKEW_S),
+            "model_name": model,
+            "page_size": str(LIST_PAGE_SIZE),
+        }
+        url = f"{self._base(creds)}/api/v1/tasks"
+        found: list[tuple[float, str]] = []
+        for page_no in range(1, LIST_PAGES + 1):
+            data = await send(
+                self._http,
+                "GET",
+                url,
+                headers=self._headers(creds),
+                params={**params, "page_no": str(page_no)},
+                error=_list_error,
+            )
+            rows = list_rows(data)
+            if rows is None:
+                raise UpstreamTransient("DashScope answered a task list without rows")
+            found += [
+                (parse_time(row.get("submit_time")) or 0.0, str(row["task_id"]))
+                for row in rows
+                if row_matches(row, model=model, prompt=prompt, since=since)
+            ]
+            pages = data.get("total_page") if isinstance(data, Mapping) else None
+            last = page_no >= pages if isinstance(pages, int) else len(rows) < LIST_PAGE_SIZE
+            if last or not rows:
+                return [task for _, task in sorted(found)]
+        raise UpstreamTransient(f"DashScope lists more than {LIST_PAGES * LIST_PAGE_SIZE} tasks since the submit")
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
         url = f"{self._base(creds)}/api/v1/tasks/{upstream_id}"
@@ -283,6 +378,14 @@ def _error(status: int, body: Any) -> Exception:
         return UpstreamTransient(text, status=status)
     failure = upstream_failure(code, message or (None if code else text))
     return UpstreamRejected(failure.text(), code=our_code(failure.code), upstream=failure)
+
+
+def _list_error(status: int, body: Any) -> Exception:
+    if status in (404, 405):
+        return NotSupported(f"this DashScope endpoint has no task list (HTTP {status})")
+    mapped = _error(status, body)
+    # A refused lookup is no verdict on the task: ask again later.
+    return UpstreamTransient(str(mapped), status=status) if isinstance(mapped, UpstreamRejected) else mapped
 
 
 def _walk(value: Any) -> list[Any]:

@@ -53,6 +53,9 @@ async def send(
         kwargs["timeout"] = timeout
     try:
         response = await http.request(method, url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # No connection, so nothing was sent: the upstream surely did not act on this request.
+        raise UpstreamTransient(f"{method} {url}: {exc.__class__.__name__}: {exc}", nothing_created=True) from exc
     except httpx.TimeoutException as exc:
         raise UpstreamTransient(f"{method} {url}: timed out") from exc
     except httpx.HTTPError as exc:

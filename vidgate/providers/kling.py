@@ -293,32 +293,43 @@ class KlingProvider(Provider):
         try:
             answer = await send(self._http, "POST", url, headers=self._headers(creds), json=body, error=error_from)
         except UpstreamTransient as exc:
-            return await self._recover(kind, task_id, creds, exc)
+            return await self._recover(req, task_id, creds, exc)
         except UpstreamRejected as exc:
             # A resubmit is refused because our external_task_id exists; Kling does not document the wording,
             # so every refusal is checked against a task of ours before it is believed.
             refusal = UpstreamRejected(exc.message, code=exc.code, param=_client_param(exc.param, req))
-            return await self._recover(kind, task_id, creds, refusal)
+            return await self._recover(req, task_id, creds, refusal)
         upstream = task_id_of(answer)
         if upstream is None:
-            return await self._recover(kind, task_id, creds, UpstreamTransient("Kling answered without a task_id"))
+            return await self._recover(req, task_id, creds, UpstreamTransient("Kling answered without a task_id"))
         return Submitted(upstream_id=f"{kind}:{upstream}", progress=Progress(state="queued", progress=0))
 
-    async def _recover(self, kind: str, task_id: str, creds: Credentials, cause: ProviderError) -> Submitted:
-        # The create may have gone through even though its answer did not reach us: ask by our own id.
+    async def find(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
+    ) -> list[str]:
+        """The task whose external_task_id is our task id, if Kling has one (it is unique per account)."""
+        kind = kind_of(req)
         url = f"{self._base(creds)}/v1/videos/{kind}/{task_id}"
         try:
             answer = await send(self._http, "GET", url, headers=self._headers(creds), error=error_from)
-        except UpstreamRejected as exc:
-            if isinstance(cause, UpstreamRejected):
-                raise cause from exc
-            raise UpstreamTransient(f"Kling create failed ({cause}) and no task {task_id} exists") from exc
-        except UpstreamTransient as exc:
-            raise UpstreamTransient(f"Kling create failed ({cause}); looking it up failed too ({exc})") from exc
+        except UpstreamRejected:
+            return []  # no such task (1203)
         upstream = task_id_of(answer)
         if upstream is None:
-            raise UpstreamTransient(f"Kling create failed ({cause}) and the lookup gave no task_id")
-        return Submitted(upstream_id=f"{kind}:{upstream}", progress=Progress(state="queued", progress=0))
+            raise UpstreamTransient("Kling's lookup by external_task_id gave no task_id")
+        return [f"{kind}:{upstream}"]
+
+    async def _recover(self, req: VideoRequest, task_id: str, creds: Credentials, cause: ProviderError) -> Submitted:
+        # The create may have gone through even though its answer did not reach us: ask by our own id.
+        try:
+            found = await self.find(req, creds, task_id=task_id, since=0.0)
+        except UpstreamTransient as exc:
+            raise UpstreamTransient(f"Kling create failed ({cause}); looking it up failed too ({exc})") from exc
+        if found:
+            return Submitted(upstream_id=found[0], progress=Progress(state="queued", progress=0))
+        if isinstance(cause, UpstreamRejected):
+            raise cause
+        raise UpstreamTransient(f"Kling create failed ({cause}) and no task {task_id} exists", nothing_created=True)
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
         kind, _, task = upstream_id.partition(":")

@@ -105,6 +105,13 @@ class LocalProvider(Provider):
         self._launch(task_id, job)
         return Submitted(upstream_id=task_id, progress=Progress(state="queued", progress=0))
 
+    async def find(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
+    ) -> list[str]:
+        """The job is named by the task id: it exists once submit wrote its file."""
+        paths = (self._job_path(task_id), self._out_path(task_id), self._error_path(task_id))
+        return [task_id] if any(path.exists() for path in paths) else []
+
     async def remix(self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         # The engine hands in the source's request with the new prompt: same size, length, seed, inputs.
         return await self.submit(req, creds, task_id=task_id)

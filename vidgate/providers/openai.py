@@ -23,6 +23,10 @@ Decisions where providers.md §1 and §7.1 leave room:
   - A 401/403, a 404 on create/poll, a 400 about `model` (a channel's model map naming a model the account
     cannot use) and quota/billing codes are the channel's problem, not the client's: UpstreamTransient, so
     another channel can take the request.
+  - A create whose answer was lost is looked for with `GET /v1/videos` (newest first, 100 a page): a video
+    of the same model, prompt, size and seconds (and remix source), created since the create was sent (less
+    CLOCK_SKEW_S). The reference image is not shown by the list, so it cannot be compared. An upstream whose
+    list route does not exist (404/405, e.g. a proxy that only relays create and retrieve) cannot look.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vidgate.config import Settings
-from vidgate.errors import UpstreamFailure, UpstreamRejected, UpstreamTransient
+from vidgate.errors import NotSupported, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
     CONTENT_POLICY_VIOLATION,
     GENERATION_FAILED,
@@ -86,6 +90,10 @@ VENDOR = "Upstream"
 _POLICY_CODE = re.compile(r"moderation|policy|safety|content_filter", re.I)
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(;[^,;]*)*?;base64,(?P<data>.*)$", re.S)
 PREVIEWS = {"thumbnail": "thumbnail.webp", "spritesheet": "spritesheet.jpg"}
+# A lookup reads at most this many pages of 100 videos before it gives up telling (it then retries later).
+LIST_PAGES = 10
+# Tolerance between our clock and the upstream's when comparing creation times.
+CLOCK_SKEW_S = 30.0
 
 
 def _model(name: str, sizes: tuple[str, ...], description: str) -> ModelSpec:
@@ -241,6 +249,27 @@ def map_error(status: int, body: Any) -> Exception:
     return UpstreamRejected(failure.text(), code=our_code(code), param=_PARAMS.get(param or ""), upstream=failure)
 
 
+def matches(video: Mapping[str, Any], req: VideoRequest, *, since: float, remix_of: str | None) -> bool:
+    """Whether a listed Video object could be what a create of `req` (sent at `since`) made."""
+    created = video.get("created_at")
+    if not isinstance(created, int | float) or created < since - CLOCK_SKEW_S:
+        return False
+    prompt = video.get("prompt")
+    return (
+        video.get("model") == req.model
+        and (prompt is None or prompt == req.prompt)  # older deployments do not show the prompt
+        and video.get("size") == req.size
+        and str(video.get("seconds")) == str(req.seconds)
+        and video.get("remixed_from_video_id") == remix_of
+    )
+
+
+def _list_error(status: int, body: Any) -> Exception:
+    if status in (404, 405):
+        return NotSupported(f"this upstream has no video list (HTTP {status})")
+    return map_error(status, body)
+
+
 def _remix_error(status: int, body: Any) -> Exception:
     if status == 404:
         # The source video is gone upstream (deleted or expired); no other channel holds it either.
@@ -298,6 +327,31 @@ class OpenAIProvider(Provider):
             self._http, "POST", url, headers=self._auth(creds), json={"prompt": req.prompt}, error=_remix_error
         )
         return _submitted(data)
+
+    async def find(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
+    ) -> list[str]:
+        url = f"{api_base(creds)}/videos"
+        found: list[tuple[float, str]] = []
+        after: str | None = None
+        for _ in range(LIST_PAGES):
+            params = {"limit": "100", "order": "desc", **({"after": after} if after else {})}
+            page = await send(self._http, "GET", url, headers=self._auth(creds), params=params, error=_list_error)
+            videos = page.get("data") if isinstance(page, Mapping) else None
+            if not isinstance(videos, list):
+                raise UpstreamTransient("Sora answered a video list without a data array")
+            listed = [video for video in videos if isinstance(video, Mapping) and isinstance(video.get("id"), str)]
+            found += [
+                (video["created_at"], video["id"])
+                for video in listed
+                if matches(video, req, since=since, remix_of=remix_of)
+            ]
+            times = [video["created_at"] for video in listed if isinstance(video.get("created_at"), int | float)]
+            # Newest first: once a page reaches back before the create, older pages cannot hold it.
+            if not page.get("has_more") or not listed or (times and min(times) < since - CLOCK_SKEW_S):
+                return [video_id for _, video_id in sorted(found)]
+            after = str(page.get("last_id") or listed[-1]["id"])
+        raise UpstreamTransient(f"Sora lists more than {LIST_PAGES * 100} videos since the create; cannot tell")
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
         url = f"{api_base(creds)}/videos/{upstream_id}"

@@ -75,6 +75,22 @@ tasks = sa.Table(
     sa.Column("attempts", sa.JSON, nullable=True),
     sa.Index("ix_tasks_key_seq", "key_id", "seq"),
     sa.Index("ix_tasks_next_poll", "next_poll_at"),
+    # One upstream task belongs to one row at most: two reconcilers cannot adopt the same one.
+    sa.Index("uq_tasks_channel_upstream", "channel", "upstream_id", unique=True),
+)
+
+# Idempotency-Key headers of POST /v1/videos (per API key), written with the task row they created, so
+# concurrent duplicates collide on the primary key and one task is made. Rows older than 24 h are swept.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("idem_key", sa.String(255), primary_key=True),
+    # SHA-256 of the request as parsed (fields and file bytes), so a changed body is told from a retry.
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("task_id", sa.String(40), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_idempotency_created", "created_at"),
 )
 
 # Files sent through the DashScope upload flow; `oss://<key>` inputs resolve to them for their owner only.

@@ -9,13 +9,15 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.crypto import SealedJSON, Vault
+from vidgate.errors import UpstreamTaken
 from vidgate.status import ACTIVE, TaskStatus
 from vidgate.store import usage
 from vidgate.store.db import protection, sealed_context, sqlite_reader
-from vidgate.store.tables import tasks
+from vidgate.store.tables import idempotency_keys, tasks
 
 # A row to insert into another table together with a task's terminal transition.
 Effect = tuple[sa.Table, Mapping[str, Any]]
@@ -155,22 +157,52 @@ def _protect(engine: AsyncEngine, task_id: str, values: Mapping[str, Any]) -> di
     return out
 
 
-async def insert_task(engine: AsyncEngine, values: Mapping[str, Any], *, quota_micros: int | None = None) -> None:
+async def insert_task(
+    engine: AsyncEngine,
+    values: Mapping[str, Any],
+    *,
+    quota_micros: int | None = None,
+    idempotency: tuple[str, str] | None = None,
+) -> bool:
     """Write a new task row (before anything is sent upstream) and reserve its price, in one transaction.
 
     With a quota, the key's ledger is summed under a lock on the key row, so concurrent submits of one
-    key cannot both pass the check; InsufficientQuota leaves nothing written.
+    key cannot both pass the check; InsufficientQuota leaves nothing written. With an idempotency
+    (key, fingerprint), the key is claimed in the same transaction: False, and nothing written, when
+    another request holds it already.
     """
     price = int(values.get("price_micros", 0))
     row = _protect(engine, values["id"], values)
-    async with engine.begin() as conn:
-        if quota_micros is not None:
-            await usage.check_quota(conn, key_id=values["key_id"], amount=price, quota_micros=quota_micros)
-        await conn.execute(tasks.insert().values(**row))
-        if price:
-            await usage.record(
-                conn, key_id=values["key_id"], task_id=values["id"], model=values["model"], kind="reserve", amount=price
-            )
+    try:
+        async with engine.begin() as conn:
+            if idempotency is not None:
+                idem_key, fingerprint = idempotency
+                await conn.execute(
+                    idempotency_keys.insert().values(
+                        key_id=values["key_id"],
+                        idem_key=idem_key,
+                        fingerprint=fingerprint,
+                        task_id=values["id"],
+                        created_at=values["created_at"],
+                    )
+                )
+            if quota_micros is not None:
+                await usage.check_quota(conn, key_id=values["key_id"], amount=price, quota_micros=quota_micros)
+            await conn.execute(tasks.insert().values(**row))
+            if price:
+                await usage.record(
+                    conn,
+                    key_id=values["key_id"],
+                    task_id=values["id"],
+                    model=values["model"],
+                    kind="reserve",
+                    amount=price,
+                )
+    except IntegrityError:
+        if idempotency is None:
+            raise
+        return False
+    return True
 
 
 _BY_ID = "SELECT * FROM tasks WHERE id = ? AND deleted_at IS NULL"
@@ -261,6 +293,43 @@ async def seq_of(engine: AsyncEngine, *, task_id: str, key_id: str) -> int | Non
         return (await conn.execute(query)).scalar()
 
 
+async def begin_attempt(
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    owner: str,
+    channel: str,
+    provider: str,
+    credentials: Mapping[str, Any],
+    attempts: list[dict[str, Any]],
+) -> bool:
+    """Note which channel (and account) is about to be asked, before the call; False if the row is no longer
+    this owner's to submit (cancelled, deleted, submitted, or its lease taken over)."""
+    values = _protect(
+        engine,
+        task_id,
+        {
+            "channel": channel,
+            "provider": provider,
+            "credentials": credentials,
+            "attempts": attempts,
+            "updated_at": time.time(),
+        },
+    )
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            tasks.update()
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.upstream_id.is_(None),
+                tasks.c.status.in_(_ACTIVE),
+                tasks.c.lease_owner == owner,
+            )
+            .values(**values)
+        )
+    return bool(result.rowcount)
+
+
 async def mark_submitted(
     engine: AsyncEngine,
     *,
@@ -272,7 +341,10 @@ async def mark_submitted(
     next_poll_at: float,
     attempts: list[dict[str, Any]] | None = None,
 ) -> bool:
-    """Record the upstream id; only once, and only while the task is still active."""
+    """Record the upstream id and release the submit's lease; only once, and only while the task is active.
+
+    Raises UpstreamTaken when another row already holds that upstream task (two reconcilers matched it).
+    """
     values = _protect(
         engine,
         task_id,
@@ -283,16 +355,30 @@ async def mark_submitted(
             "credentials": credentials,
             "next_poll_at": next_poll_at,
             "attempts": attempts,
+            "lease_owner": None,
+            "lease_until": None,
             "updated_at": time.time(),
         },
     )
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            tasks.update()
-            .where(tasks.c.id == task_id, tasks.c.upstream_id.is_(None), tasks.c.status.in_(_ACTIVE))
-            .values(**values)
-        )
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.upstream_id.is_(None), tasks.c.status.in_(_ACTIVE))
+                .values(**values)
+            )
+    except IntegrityError as exc:
+        raise UpstreamTaken(f"{channel}: upstream task {upstream_id} belongs to another task") from exc
     return bool(result.rowcount)
+
+
+async def upstream_holders(engine: AsyncEngine, *, upstream_ids: Sequence[str]) -> dict[str, str]:
+    """The task rows that already hold some of these upstream ids: upstream id -> task id."""
+    if not upstream_ids:
+        return {}
+    query = sa.select(tasks.c.upstream_id, tasks.c.id).where(tasks.c.upstream_id.in_(list(upstream_ids)))
+    async with engine.connect() as conn:
+        return {str(upstream): str(task) for upstream, task in (await conn.execute(query)).all()}
 
 
 async def claim_due(engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float) -> list[TaskRow]:
@@ -327,10 +413,11 @@ async def claim_due(engine: AsyncEngine, *, owner: str, now: float, limit: int, 
 
 
 async def extend_lease(engine: AsyncEngine, *, task_id: str, owner: str, until: float) -> bool:
-    """Keep holding a claimed row while its work (a long download) goes on."""
+    """Keep holding a claimed row while its work (a long download, a submit) goes on; never shortens it."""
+    longer = sa.case((tasks.c.lease_until > until, tasks.c.lease_until), else_=until)
     async with engine.begin() as conn:
         result = await conn.execute(
-            tasks.update().where(tasks.c.id == task_id, tasks.c.lease_owner == owner).values(lease_until=until)
+            tasks.update().where(tasks.c.id == task_id, tasks.c.lease_owner == owner).values(lease_until=longer)
         )
     return bool(result.rowcount)
 
@@ -464,8 +551,11 @@ async def mark_deleted(engine: AsyncEngine, *, task_id: str) -> bool:
 
 
 async def next_due(engine: AsyncEngine) -> float | None:
-    """When the earliest active task is due, for the poller's sleep."""
-    query = sa.select(sa.func.min(tasks.c.next_poll_at)).where(tasks.c.status.in_(_ACTIVE))
+    """When the earliest active task can next be claimed (due, and its lease free), for the poller's sleep."""
+    claimable_at = sa.case(
+        (tasks.c.lease_until > tasks.c.next_poll_at, tasks.c.lease_until), else_=tasks.c.next_poll_at
+    )
+    query = sa.select(sa.func.min(claimable_at)).where(tasks.c.status.in_(_ACTIVE))
     async with engine.connect() as conn:
         due = (await conn.execute(query)).scalar()
     return float(due) if due is not None else None

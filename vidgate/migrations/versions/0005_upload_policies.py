@@ -1,7 +1,7 @@
 """uploads: one object per policy; indexes for the per-key allowance and the sweep
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2027-01-05
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

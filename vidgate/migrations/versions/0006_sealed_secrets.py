@@ -1,7 +1,7 @@
 """seal stored secrets: task credentials and webhook signing secrets encrypted at rest; revocation index
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-20
 """
 
