@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -27,6 +28,11 @@ from vidgate.providers.registry import build_registry
 from vidgate.store.db import close_reader, create_engine, migrate
 
 log = logging.getLogger("vidgate")
+
+# Shutdown (SPEC §4): uvicorn gives in-flight requests SHUTDOWN_REQUESTS_S (cli.py); then the background
+# loops get BACKGROUND_STOP_S together and renders are stopped, so the process is gone well within 15 s.
+SHUTDOWN_REQUESTS_S = 10
+BACKGROUND_STOP_S = 3.0
 
 DESCRIPTION = """One key and one API for video generation: the OpenAI Videos API and the DashScope
 video-synthesis API in front of Sora, Wan, Kling, Jimeng, Vidu and a built-in local renderer."""
@@ -83,8 +89,12 @@ def create_app(settings: Settings) -> ASGIApp:
             yield
         finally:
             running.clear()
-            await deliverer.stop()
-            await poller.stop()
+            try:
+                # Unfinished polls and deliveries are leased: whatever is cut off here is taken up again.
+                stopping = asyncio.gather(deliverer.stop(), poller.stop(grace_s=BACKGROUND_STOP_S - 1))
+                await asyncio.wait_for(stopping, timeout=BACKGROUND_STOP_S)
+            except TimeoutError:
+                log.warning("background loops did not stop within %.0f s; cancelled", BACKGROUND_STOP_S)
             for provider in registry.providers.values():
                 await provider.close()
             await http.aclose()

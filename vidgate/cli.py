@@ -75,7 +75,7 @@ def serve(
     """Run the gateway (migrations are applied first)."""
     import uvicorn
 
-    from vidgate.app import create_app
+    from vidgate.app import SHUTDOWN_REQUESTS_S, create_app
 
     settings = _settings(config)
     try:
@@ -84,7 +84,15 @@ def serve(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     err.print(f"vidgate on http://{host}:{port}/  (playground /, API /v1, docs /docs)")
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    # On SIGTERM: stop accepting, give in-flight requests (a client trickling a body too) a bounded time.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_REQUESTS_S,
+    )
 
 
 @keys_app.command("create")
