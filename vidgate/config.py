@@ -67,6 +67,8 @@ class Settings(BaseModel):
     # How many local renders run at once (worker processes); 0 = one per CPU.
     local_workers: int = Field(default=0, ge=0)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # When set, GET /metrics needs "Authorization: Bearer <metrics_token>"; empty = open.
+    metrics_token: str = ""
     # First interval between status reads of an upstream task (it then grows); 0 = each model's own pace.
     poll_interval_s: float = Field(default=0.0, ge=0.0)
     # A channel whose submits fail this many times in a row is taken out for breaker_cooldown_s.

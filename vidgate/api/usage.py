@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from vidgate.api.deps import KeyDep, ServicesDep
 from vidgate.api.openai_videos import json_response
+from vidgate.auth import bearer_matches
 from vidgate.engine.pricing import from_micros
+from vidgate.errors import Unauthenticated
 from vidgate.store import tasks as task_store
 from vidgate.store import usage as usage_store
 
@@ -42,8 +44,13 @@ async def get_usage(svc: ServicesDep, key: KeyDep) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", tags=["Operators"])
-async def metrics(svc: ServicesDep) -> Response:
-    """Requests, submit latency, tasks by state, poll outcomes, channel health, spend."""
+async def metrics(request: Request, svc: ServicesDep) -> Response:
+    """Requests, submit latency, tasks by state, poll outcomes, channel health, spend.
+
+    With `metrics_token` configured, only for `Authorization: Bearer <metrics_token>`."""
+    token = svc.settings.metrics_token
+    if token and not bearer_matches(request.headers.get("authorization"), token):
+        raise Unauthenticated("/metrics needs 'Authorization: Bearer <metrics_token>'.", code="invalid_metrics_token")
     m = svc.metrics
     for state, count in (await task_store.count_by_status(svc.db)).items():
         m.tasks.labels(state).set(count)
