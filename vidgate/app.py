@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import httpx
 from fastapi import FastAPI
@@ -17,6 +18,7 @@ from vidgate.api import admin, content, dashscope, errors, openai_videos, playgr
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
 from vidgate.api.middleware import Measure, RequestId
+from vidgate.api.schemas import openapi_document
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
 from vidgate.engine.health import ChannelHealth
@@ -110,6 +112,7 @@ def create_app(settings: Settings) -> ASGIApp:
         redoc_url=None,
     )
     errors.install(app)
+    app.openapi = partial(openapi_document, app)  # type: ignore[method-assign]
     app.include_router(openai_videos.router)
     app.include_router(content.router)
     app.include_router(content.files_router)

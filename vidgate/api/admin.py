@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from vidgate.api.deps import ServicesDep
 from vidgate.api.openai_videos import json_response
+from vidgate.api.schemas import Health, Ready
 from vidgate.store.db import ping
 
 router = APIRouter(tags=["Operators"])
@@ -24,13 +25,18 @@ FAILED = {
 }
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", response_model=Health)
 async def healthz() -> Response:
     """200 while the process serves requests."""
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness")
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    response_model=Ready,
+    responses={503: {"model": Ready, "description": "Not ready: `failing` names the checks that fail."}},
+)
 async def readyz(svc: ServicesDep) -> Response:
     """200 when the database answers, the poller runs and the media folder is writable; 503 naming what fails."""
     ok: dict[str, bool] = {}

@@ -10,15 +10,17 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 
 from vidgate import media
 from vidgate.api.deps import KeyDep, ServicesDep
+from vidgate.api.schemas import KEYED, openai_errors, text
 from vidgate.errors import Conflict, InvalidRequest, NotFound
 from vidgate.status import TaskStatus
 from vidgate.store import tasks as task_store
 
-router = APIRouter(prefix="/v1", tags=["OpenAI Videos API"])
+router = APIRouter(prefix="/v1", tags=["OpenAI Videos API"], responses=openai_errors(*KEYED))
 
 Variant = Literal["video", "thumbnail", "spritesheet"]
 _TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 _EXT = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}
+_FILE_TYPES = {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in _TYPES.values()}
 
 
 @router.get(
@@ -26,10 +28,10 @@ _EXT = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}
     summary="Download video content",
     response_class=Response,
     responses={
-        200: {"content": {"video/mp4": {}, "image/webp": {}, "image/jpeg": {}}},
-        206: {"description": "Partial content (Range)"},
-        409: {"description": "The video is not completed yet"},
-        416: {"description": "Range not satisfiable"},
+        200: {"description": "The file.", "content": _FILE_TYPES},
+        206: {"description": "Partial content (Range).", "content": _FILE_TYPES},
+        **openai_errors(400, 404, 409),
+        416: text("Range not satisfiable."),
     },
 )
 async def video_content(video_id: str, svc: ServicesDep, key: KeyDep, variant: str = "video") -> Response:
@@ -62,7 +64,18 @@ async def video_content(video_id: str, svc: ServicesDep, key: KeyDep, variant: s
 files_router = APIRouter(tags=["Signed files"])
 
 
-@files_router.get("/files/{task_id}/{name}", summary="A stored file by signed URL (no API key)")
+@files_router.get(
+    "/files/{task_id}/{name}",
+    summary="A stored file by signed URL (no API key)",
+    response_class=Response,
+    responses={
+        200: {"description": "The file.", "content": _FILE_TYPES},
+        206: {"description": "Partial content (Range).", "content": _FILE_TYPES},
+        403: text("AccessDenied: the URL is invalid or has expired."),
+        404: text("NoSuchKey: the file no longer exists."),
+        416: text("Range not satisfiable."),
+    },
+)
 async def signed_file(task_id: str, name: str, svc: ServicesDep, expires: str = "", signature: str = "") -> Response:
     """What DashScope's `video_url` points at: valid until `expires`, only with the signature vidgate made."""
     variant = media.FILE_NAMES.get(name)

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from vidgate.api.deps import KeyDep, ServicesDep
 from vidgate.api.openai_videos import json_response
+from vidgate.api.schemas import KEYED, Usage, openai_errors, text
 from vidgate.auth import bearer_matches
 from vidgate.engine.pricing import from_micros
 from vidgate.errors import Unauthenticated
@@ -22,7 +23,9 @@ def usd(micros: int) -> str:
     return str(from_micros(micros))
 
 
-@router.get("/v1/usage", summary="Spend and quota of the calling key")
+@router.get(
+    "/v1/usage", summary="Spend and quota of the calling key", response_model=Usage, responses=openai_errors(*KEYED)
+)
 async def get_usage(svc: ServicesDep, key: KeyDep) -> Response:
     """Spend by model and UTC day (reservations of unfinished videos included), and the remaining quota."""
     spent = await usage_store.spent(svc.db, key_id=key.id)
@@ -43,7 +46,16 @@ async def get_usage(svc: ServicesDep, key: KeyDep) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", tags=["Operators"])
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["Operators"],
+    response_class=Response,
+    responses={
+        200: text("Prometheus text exposition format."),
+        **openai_errors(401, 500),
+    },
+)
 async def metrics(request: Request, svc: ServicesDep) -> Response:
     """Requests, submit latency, tasks by state, poll outcomes, channel health, spend.
 
