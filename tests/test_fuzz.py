@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,3 +109,19 @@ def test_a_hint_that_is_not_a_boolean_is_a_400(fuzzed: Server) -> None:
         json={"model": "vidgate-local", "input": {"prompt": "x"}, "parameters": {"prompt_extend": {}}},
     )
     assert response.status_code == 400 and "parameters.prompt_extend" in response.json()["message"]
+
+
+def test_a_malformed_range_is_ignored_not_a_plain_text_400(fuzzed: Server) -> None:
+    headers = {"Authorization": f"Bearer {fuzzed.key('fuzz')}"}
+    with httpx.Client(base_url=f"{fuzzed.url}/v1", headers=headers, timeout=30) as client:
+        video = client.post("/videos", json={"prompt": "range", "seconds": "1", "size": "64x64"}).json()
+        deadline = time.monotonic() + 60
+        while client.get(f"/videos/{video['id']}").json()["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        whole = client.get(f"/videos/{video['id']}/content").content
+        for bad in ("bytes=abc", "bytes=5-2", "items=0-1", "bytes="):
+            response = client.get(f"/videos/{video['id']}/content", headers={"Range": bad})
+            assert response.status_code == 200 and response.content == whole, bad
+        response = client.get(f"/videos/{video['id']}/content", headers={"Range": f"bytes={len(whole)}-"})
+        assert response.status_code == 416
