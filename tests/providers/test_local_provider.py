@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import assert_mp4
 from vidgate.providers.base import Credentials, Progress, VideoRequest
@@ -64,16 +68,25 @@ async def test_close_stops_running_renders_and_a_restart_resumes_them(tmp_path: 
         await restarted.close()
 
 
-async def test_workers_start_on_first_use(tmp_path: Path) -> None:
-    provider = LocalProvider(tmp_path, workers=2)
+def _how_this_worker_dies() -> tuple[int, int, bool]:
+    """Run inside a render worker: its parent-death signal, its parent, and whether the watchdog runs."""
+    import ctypes
+    import threading
+
+    signal_number = ctypes.c_int(0)
+    ctypes.CDLL(None, use_errno=True).prctl(2, ctypes.byref(signal_number), 0, 0, 0)  # PR_GET_PDEATHSIG
+    watching = any(thread.name == "vidgate-parent-watch" for thread in threading.enumerate())
+    return signal_number.value, os.getppid(), watching
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
+async def test_a_worker_is_armed_to_die_with_the_server(tmp_path: Path) -> None:
+    provider = LocalProvider(tmp_path, workers=1)
     await provider.start(lambda task_id: None)
     try:
-        assert provider._pool is not None and not provider._pool._processes  # type: ignore[attr-defined]
-        await provider.submit(
-            VideoRequest(model="vidgate-local", prompt="x", seconds=1, width=64, height=64, tier="480P", mode="t2v"),
-            CREDS,
-            task_id="video_b",
-        )
-        assert (await poll_until(provider, "video_b")).state == "completed"
+        assert provider._pool is not None
+        signal_number, parent, watching = await asyncio.wrap_future(provider._pool.submit(_how_this_worker_dies))
     finally:
         await provider.close()
+    # The kernel kills it when this process dies; the watchdog is the fallback where there is no prctl.
+    assert (signal_number, parent, watching) == (signal.SIGKILL, os.getpid(), True)

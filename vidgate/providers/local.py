@@ -4,9 +4,10 @@ Renders run in worker processes so the event loop never blocks. Each job is a JS
 `<media_dir>/local/jobs/`, so after a crash or a shutdown the next poll of an unfinished task starts it
 again; rendering is deterministic, so a restarted job produces the same bytes.
 
-Workers are spawned (a fresh interpreter, not a fork of this threaded process) on first use, and never
-outlive the server: on shutdown they are terminated, not awaited, and each one also exits by itself when
-the server is gone, even after a kill -9 (a parent-death signal on Linux, and a watchdog thread).
+Workers are spawned (a fresh interpreter, not a fork of this threaded process) in the background at
+startup, and never outlive the server: on shutdown they are terminated, not awaited, and each one also
+exits by itself when the server is gone, even after a kill -9 (a parent-death signal on Linux, and a
+watchdog thread).
 """
 
 from __future__ import annotations
@@ -104,8 +105,11 @@ class LocalProvider(Provider):
         self._notify = notify
         self._loop = asyncio.get_running_loop()
         self._closing = False
-        # Workers start on the first render (the pool spawns them as work arrives).
         self._pool = _new_pool(self._workers)
+        # Start the workers now without waiting for them: startup stays quick and the first render finds
+        # them warm (each submit spawns one more worker while none is idle).
+        for _ in range(self._workers):
+            self._pool.submit(_ready)
 
     async def close(self) -> None:
         """Stop every render now: running ones are terminated, not awaited (their jobs resume after a restart)."""
@@ -316,6 +320,10 @@ def _worker_init(server_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with(server_pid)
     import vidgate.render  # noqa: F401 - imports PyAV, numpy and Pillow once per worker
+
+
+def _ready() -> None:
+    """Nothing: _worker_init has done the work by the time this runs."""
 
 
 def _die_with(server_pid: int) -> None:
