@@ -55,6 +55,7 @@ def test_the_api_answers_as_its_openapi_document_says(fuzzed: Server, tmp_path: 
         capture_output=True,
         text=True,
         timeout=MAX_SECONDS * 2,
+        cwd=tmp_path,  # whatever schemathesis writes stays out of the working tree
         # The key reaches schemathesis through its config (${VIDGATE_FUZZ_KEY}), never a command line.
         env={**os.environ, "VIDGATE_FUZZ_KEY": fuzzed.key("fuzz")},
     )
