@@ -94,20 +94,6 @@ class Usage(Shape):
     data: list[UsageDay]
 
 
-def openapi_document(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document without the 422 it assumes for every route with parameters: vidgate answers bad
-    input with a 400 in the surface's own error shape, and each route lists that itself."""
-    if app.openapi_schema is None:
-        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        for operations in document["paths"].values():
-            for operation in operations.values():
-                operation.get("responses", {}).pop("422", None)
-        for name in ("HTTPValidationError", "ValidationError"):
-            document.get("components", {}).get("schemas", {}).pop(name, None)
-        app.openapi_schema = document
-    return app.openapi_schema
-
-
 # -- errors --------------------------------------------------------------------------------------------
 
 
@@ -430,3 +416,20 @@ UPLOAD_FORM: dict[str, Any] = {
         }
     },
 }
+
+
+# -- the document ------------------------------------------------------------------------------------------
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document without the 422 it assumes for every route with parameters: vidgate answers bad
+    input with a 400 in the surface's own error shape, and each route lists that itself."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            document.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = document
+    return app.openapi_schema
