@@ -122,6 +122,21 @@ class Server:
         self.proc.wait(timeout=10)
         self._closed()
 
+    def kill_server_only(self) -> None:
+        """SIGKILL the server process alone, not its group (what `kill -9 PID` or an OOM killer does)."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._closed()
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the server to exit by itself (after a signal the test sent); its exit status."""
+        assert self.proc is not None
+        status = self.proc.wait(timeout=timeout)
+        self._closed()
+        return status
+
     def _closed(self) -> None:
         self.proc = None
         if self._log_handle is not None:
@@ -143,6 +158,24 @@ class Server:
         if name not in self.keys:
             self.keys[name] = cli("keys", "create", "--name", name, *extra, config=self.config).stdout.strip()
         return self.keys[name]
+
+
+def session_processes(sid: int) -> list[int]:
+    """Live processes of a session (Linux /proc): a server started by Server and everything it started,
+    including processes whose parent died (re-parented to init, they keep the session)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # Fields after the command name, which is in parentheses and may itself contain ") ".
+        state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == sid and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
 
 
 @contextmanager

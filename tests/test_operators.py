@@ -1,4 +1,5 @@
-"""Operator endpoints: /readyz follows the database, /docs and the OpenAPI document list every public route."""
+"""Operator endpoints: /readyz follows the database (and says which check fails, not why), /metrics may need a
+token, /docs and the OpenAPI document list every public route."""
 
 from __future__ import annotations
 
@@ -44,7 +45,11 @@ def test_readyz_names_the_database_when_the_sqlite_file_goes(tmp_path: Path) -> 
         db.rename(tmp_path / "moved.db")
         response = wait_for(server, 503)
         assert response.status_code == 503
-        assert response.json()["failing"] == ["database"] and "missing" in response.json()["checks"]["database"]
+        assert response.json()["failing"] == ["database"]
+        assert response.json()["checks"]["database"] == "The database does not answer."
+        # Which check fails, never why: no exception text, no path (those go to the log).
+        for leak in (str(tmp_path), "vidgate.db", "missing", "Error", "sqlite"):
+            assert leak not in response.text, leak
         (tmp_path / "moved.db").rename(db)
         assert wait_for(server, 200).status_code == 200
     finally:
@@ -119,10 +124,59 @@ def test_readyz_names_the_database_when_postgresql_is_unreachable(tmp_path: Path
         proxy.down()
         response = wait_for(server, 503)
         assert response.status_code == 503 and response.json()["failing"] == ["database"]
+        assert response.json()["checks"]["database"] == "The database does not answer."
+        for leak in ("127.0.0.1", str(proxy.port), "postgres", "Error", "refused", "vidgate_test"):
+            assert leak not in response.text, leak
         proxy.up()
         assert wait_for(server, 200).status_code == 200
     finally:
         proxy.up()  # let the server shut down cleanly
+        server.stop()
+
+
+def test_readyz_names_the_media_folder_without_its_path(tmp_path: Path) -> None:
+    port = free_port()
+    server = Server(config=write_config(tmp_path, port=port), port=port, log=tmp_path / "server.log")
+    server.start()
+    media = tmp_path / "media"
+    try:
+        media.rename(tmp_path / "elsewhere")
+        response = wait_for(server, 503)
+        assert response.status_code == 503 and response.json()["failing"] == ["media_dir"]
+        assert response.json()["checks"]["media_dir"] == "The media folder is not writable."
+        assert str(tmp_path) not in response.text
+    finally:
+        (tmp_path / "elsewhere").rename(media)
+        server.stop()
+    assert str(media) in server.log.read_text(), "the operator finds the cause in the log"
+
+
+def test_metrics_is_open_without_a_token(server: Server) -> None:
+    response = httpx.get(f"{server.url}/metrics")
+    assert response.status_code == 200 and "vidgate_" in response.text
+
+
+def test_metrics_token_protects_metrics(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port=port, extra='metrics_token = "m3tr1cs-t0ken"\n')
+    server = Server(config=config, port=port, log=tmp_path / "server.log")
+    server.start()
+    try:
+        url = f"{server.url}/metrics"
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Bearer m3tr1cs-t0ke"},
+            {"Authorization": "Basic m3tr1cs-t0ken"},
+            {"Authorization": f"Bearer {server.key()}"},  # an API key is not the metrics token
+        ):
+            response = httpx.get(url, headers=headers)
+            assert response.status_code == 401, headers
+            assert response.json()["error"]["code"] == "invalid_metrics_token"
+            assert "vidgate_" not in response.text
+        response = httpx.get(url, headers={"Authorization": "Bearer m3tr1cs-t0ken"})
+        assert response.status_code == 200 and "vidgate_http_requests" in response.text
+    finally:
         server.stop()
 
 

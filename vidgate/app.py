@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
@@ -16,6 +18,7 @@ from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
 from vidgate.api.limits import FORM_OVERHEAD, BodyLimit
 from vidgate.api.middleware import Measure, RequestId
+from vidgate.api.schemas import openapi_document
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
 from vidgate.engine.health import ChannelHealth
@@ -28,6 +31,11 @@ from vidgate.redact import Redactor
 from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 
 log = logging.getLogger("vidgate")
+
+# Shutdown (SPEC §4): uvicorn gives in-flight requests SHUTDOWN_REQUESTS_S (cli.py); then the background
+# loops get BACKGROUND_STOP_S together and renders are stopped, so the process is gone well within 15 s.
+SHUTDOWN_REQUESTS_S = 10
+BACKGROUND_STOP_S = 3.0
 
 DESCRIPTION = """One key and one API for video generation: the OpenAI Videos API and the DashScope
 video-synthesis API in front of Wan, Kling, Jimeng, Vidu, any OpenAI-format video API and a built-in local renderer."""
@@ -95,8 +103,12 @@ def create_app(settings: Settings) -> ASGIApp:
         finally:
             running.clear()
             await keys.stop()
-            await deliverer.stop()
-            await poller.stop()
+            try:
+                # Unfinished polls and deliveries are leased: whatever is cut off here is taken up again.
+                stopping = asyncio.gather(deliverer.stop(), poller.stop(grace_s=BACKGROUND_STOP_S - 1))
+                await asyncio.wait_for(stopping, timeout=BACKGROUND_STOP_S)
+            except TimeoutError:
+                log.warning("background loops did not stop within %.0f s; cancelled", BACKGROUND_STOP_S)
             for provider in registry.providers.values():
                 await provider.close()
             await http.aclose()
@@ -113,6 +125,7 @@ def create_app(settings: Settings) -> ASGIApp:
         redoc_url=None,
     )
     errors.install(app)
+    app.openapi = partial(openapi_document, app)  # type: ignore[method-assign]
     app.include_router(openai_videos.router)
     app.include_router(content.router)
     app.include_router(content.files_router)

@@ -229,3 +229,11 @@ def _bearer(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("Authorization must be 'Bearer <key>'.", code="invalid_api_key")
     return token
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether `Authorization: Bearer <token>` carries exactly `token`, compared in constant time."""
+    scheme, _, given = (authorization or "").partition(" ")
+    # Digests have one length, so the comparison time says nothing about the token's length either.
+    given_digest = hashlib.sha256(given.strip().encode()).digest()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given_digest, hashlib.sha256(token.encode()).digest())

@@ -85,7 +85,7 @@ def serve(
     """Run the gateway (migrations are applied first)."""
     import uvicorn
 
-    from vidgate.app import create_app
+    from vidgate.app import SHUTDOWN_REQUESTS_S, create_app
 
     settings = _settings(config)
     try:
@@ -98,7 +98,16 @@ def serve(
     # filter on that handler), instead of Python's last-resort handler, which drops everything below WARNING.
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["vidgate"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, log_config=log_config)
+    # On SIGTERM: stop accepting, give in-flight requests (a client trickling a body too) a bounded time.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        log_config=log_config,
+        timeout_graceful_shutdown=SHUTDOWN_REQUESTS_S,
+    )
 
 
 @keys_app.command("create")

@@ -95,6 +95,8 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # What one key may upload through the DashScope upload flow in any 24 h (uploads are kept 48 h).
     upload_allowance_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    # When set, GET /metrics needs "Authorization: Bearer <metrics_token>"; empty = open.
+    metrics_token: str = ""
     # First interval between status reads of an upstream task (it then grows); 0 = each model's own pace.
     poll_interval_s: float = Field(default=0.0, ge=0.0)
     # A whole submit (failover and lookups included) ends within this; the row's lease is twice as long.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -10,30 +11,50 @@ from starlette.responses import Response
 
 from vidgate.api.deps import ServicesDep
 from vidgate.api.openai_videos import json_response
+from vidgate.api.schemas import Health, Ready
 from vidgate.store.db import ping
 
 router = APIRouter(tags=["Operators"])
+log = logging.getLogger("vidgate.api")
+
+# What /readyz says about a failing check: a fixed sentence; the cause (exception text, paths) goes to the log.
+FAILED = {
+    "database": "The database does not answer.",
+    "poller": "The poller is not running.",
+    "media_dir": "The media folder is not writable.",
+}
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", response_model=Health)
 async def healthz() -> Response:
     """200 while the process serves requests."""
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness")
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    response_model=Ready,
+    responses={503: {"model": Ready, "description": "Not ready: `failing` names the checks that fail."}},
+)
 async def readyz(svc: ServicesDep) -> Response:
     """200 when the database answers, the poller runs and the media folder is writable; 503 naming what fails."""
-    checks: dict[str, str] = {}
+    ok: dict[str, bool] = {}
     try:
         await ping(svc.db, svc.settings.database_url)
-        checks["database"] = "ok"
-    except Exception as exc:  # any driver error means "not ready", and the reason is shown
-        checks["database"] = f"unreachable: {exc.__class__.__name__}: {str(exc)[:200]}"
+        ok["database"] = True
+    except Exception:  # any driver error means "not ready"; the operator reads why in the log
+        log.warning("readyz: the database does not answer", exc_info=True)
+        ok["database"] = False
     stale = time.time() - svc.poller.last_tick
-    checks["poller"] = "ok" if svc.poller.running and stale < 30 else "not running"
+    ok["poller"] = svc.poller.running and stale < 30
+    if not ok["poller"]:
+        log.warning("readyz: the poller is not running (last tick %.0f s ago)", stale)
     media = svc.settings.media_dir
-    checks["media_dir"] = "ok" if media.is_dir() and os.access(media, os.W_OK) else f"not writable: {media}"
-    failing = [name for name, state in checks.items() if state != "ok"]
+    ok["media_dir"] = media.is_dir() and os.access(media, os.W_OK)
+    if not ok["media_dir"]:
+        log.warning("readyz: the media folder %s is not writable", media)
+    failing = [name for name, good in ok.items() if not good]
+    checks = {name: "ok" if good else FAILED[name] for name, good in ok.items()}
     body = {"status": "ok" if not failing else "unavailable", "failing": failing, "checks": checks}
     return json_response(body, status=200 if not failing else 503)

@@ -25,15 +25,28 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from vidgate import media
 from vidgate.api import limits
-from vidgate.api.deps import ServicesDep
+from vidgate.api.deps import ServicesDep, bearer
 from vidgate.api.openai_videos import json_response
+from vidgate.api.schemas import (
+    KEYED,
+    SYNTHESIS_BODY,
+    SYNTHESIS_HEADERS,
+    TASK_LIST_PARAMS,
+    UPLOAD_FORM,
+    Cancelled,
+    Submitted,
+    Task,
+    TaskList,
+    UploadPolicy,
+    dashscope_errors,
+)
 from vidgate.engine import native
 from vidgate.engine import uploads as upload_flow
 from vidgate.errors import (
@@ -65,6 +78,8 @@ STATUS = {
 _FROM_STATUS = {value: key for key, value in STATUS.items()}
 UPLOAD_POLICY_TTL_S = 300
 _UPLOAD_TYPES = ("image/", "audio/", "video/")
+# Routes behind an API key: declared for OpenAPI (the handlers authenticate with _key()).
+_KEYED = [Depends(bearer)]
 
 
 def request_id() -> str:
@@ -107,14 +122,25 @@ async def _submit(request: Request, svc: ServicesDep) -> Response:
     return json_response({"request_id": request_id(), "output": {"task_id": row.id, "task_status": "PENDING"}})
 
 
+_SUBMIT_DOC: dict[str, Any] = {
+    "dependencies": _KEYED,
+    "response_model": Submitted,
+    "responses": dashscope_errors(*KEYED, 400, 403, 413, 503),
+    "openapi_extra": {"requestBody": SYNTHESIS_BODY, "parameters": SYNTHESIS_HEADERS},
+}
 router.add_api_route(
     "/services/aigc/video-generation/video-synthesis",
     _submit,
     methods=["POST"],
     summary="Submit a video-synthesis task",
+    **_SUBMIT_DOC,
 )
 router.add_api_route(
-    "/services/aigc/image2video/video-synthesis", _submit, methods=["POST"], summary="Submit (image2video path, kf2v)"
+    "/services/aigc/image2video/video-synthesis",
+    _submit,
+    methods=["POST"],
+    summary="Submit (image2video path, kf2v)",
+    **_SUBMIT_DOC,
 )
 
 
@@ -217,11 +243,25 @@ async def _fetch(task_id: str, request: Request, svc: ServicesDep) -> Response:
     return json_response({"request_id": request_id(), "output": task_output(row, svc), "usage": task_usage(row)})
 
 
-router.add_api_route("/tasks/{task_id}", _fetch, methods=["GET"], summary="Query a task")
+router.add_api_route(
+    "/tasks/{task_id}",
+    _fetch,
+    methods=["GET"],
+    summary="Query a task",
+    response_model=Task,
+    responses=dashscope_errors(*KEYED),
+    dependencies=_KEYED,
+)
 router.add_api_route("/tasks/{task_id}/", _fetch, methods=["GET"], include_in_schema=False)
 
 
-@router.post("/tasks/{task_id}/cancel", summary="Cancel a pending task")
+@router.post(
+    "/tasks/{task_id}/cancel",
+    summary="Cancel a pending task",
+    response_model=Cancelled,
+    responses=dashscope_errors(*KEYED, 400, 503),
+    dependencies=_KEYED,
+)
 async def cancel_task(task_id: str, request: Request, svc: ServicesDep) -> Response:
     """Cancel a task that is still PENDING."""
     key = await _key(request, svc)
@@ -237,7 +277,14 @@ async def cancel_task(task_id: str, request: Request, svc: ServicesDep) -> Respo
     return json_response({"request_id": request_id()})
 
 
-@router.get("/tasks", summary="List tasks")
+@router.get(
+    "/tasks",
+    summary="List tasks",
+    response_model=TaskList,
+    responses=dashscope_errors(*KEYED, 400),
+    openapi_extra={"parameters": TASK_LIST_PARAMS},
+    dependencies=_KEYED,
+)
 async def list_tasks(request: Request, svc: ServicesDep) -> Response:
     """The key's tasks, newest first, one numbered page at a time (rows under both `data` and `tasks`)."""
     key = await _key(request, svc)
@@ -358,7 +405,13 @@ async def _upload_room(key_id: str, svc: ServicesDep) -> int:
     return remaining
 
 
-@router.get("/uploads", summary="Upload policy for local files")
+@router.get(
+    "/uploads",
+    summary="Upload policy for local files",
+    response_model=UploadPolicy,
+    responses=dashscope_errors(*KEYED, 400),
+    dependencies=_KEYED,
+)
 async def upload_policy(request: Request, svc: ServicesDep, action: str = "", model: str = "") -> Response:
     """A short-lived policy that lets the SDK POST one file to vidgate's upload host."""
     key = await _key(request, svc)
@@ -398,7 +451,13 @@ async def upload_without_grant() -> Response:
     raise PermissionDenied("This upload URL carries no grant; get a new policy from GET /uploads.", code="AccessDenied")
 
 
-@router.post("/uploads/oss/{grant}", summary="Upload host (form POST named by the policy)")
+@router.post(
+    "/uploads/oss/{grant}",
+    summary="Upload host (form POST named by the policy)",
+    response_class=Response,
+    responses={200: {"description": "Stored (empty body)."}, **dashscope_errors(400, 403, 413, 429)},
+    openapi_extra={"requestBody": UPLOAD_FORM},
+)
 async def upload_file(grant: str, request: Request, svc: ServicesDep) -> Response:
     """Receive one file under a policy from GET /uploads; no Authorization header (the signed URL and the
     policy are the proof, and the URL is checked before the body is read)."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.auth import KeyRing
@@ -40,7 +41,12 @@ async def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-async def authenticated_key(request: Request, svc: ServicesDep) -> KeyRecord:
+# Declares `Authorization: Bearer <key>` on the routes that need a key (OpenAPI, /docs' Authorize button);
+# it never refuses a request itself: authenticated_key does, in the surface's own error shape.
+bearer = HTTPBearer(auto_error=False, scheme_name="APIKey", description="An API key, `sk-vg-…`.")
+
+
+async def authenticated_key(request: Request, svc: ServicesDep, _declared: object = Depends(bearer)) -> KeyRecord:
     """The key from `Authorization: Bearer`, with its requests-per-minute limit applied."""
     record = await svc.keys.authenticate(request.headers.get("authorization"))
     svc.keys.check_rate(record)

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from vidgate.errors import (
     ClientError,
@@ -139,10 +140,30 @@ async def service_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = {404: "Unknown route.", 405: "Method not allowed."}.get(exc.status_code, str(exc.detail))
+    headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     if is_dashscope(request):
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidParameter")
-        return dashscope_error(exc.status_code, code, f"{message} ({request.url.path})")
-    return openai_error(exc.status_code, message, type_=_HTTP_TYPES.get(exc.status_code, "invalid_request_error"))
+        return dashscope_error(exc.status_code, code, f"{message} ({request.url.path})", headers=headers)
+    return openai_error(
+        exc.status_code, message, type_=_HTTP_TYPES.get(exc.status_code, "invalid_request_error"), headers=headers
+    )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path answers to. The router's own 405 names only the first route that matched the
+    path, and GET and POST /v1/videos (for one) are two routes: ask every route about every method."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,16 @@ from starlette.responses import Response
 
 from vidgate.api import limits
 from vidgate.api.deps import KeyDep, Services, ServicesDep
-from vidgate.api.schemas import CREATE_BODY, REMIX_BODY, DeletedVideo, ModelList, Video, VideoList
+from vidgate.api.schemas import (
+    CREATE_BODY,
+    KEYED,
+    REMIX_BODY,
+    DeletedVideo,
+    ModelList,
+    Video,
+    VideoList,
+    openai_errors,
+)
 from vidgate.engine import idempotency
 from vidgate.engine.normalize import RawCreate, Upload
 from vidgate.errors import InvalidRequest, NotFound, PayloadTooLarge
@@ -23,7 +32,7 @@ from vidgate.status import TaskStatus
 from vidgate.store import tasks as task_store
 from vidgate.store.tasks import TaskRow, TaskView
 
-router = APIRouter(prefix="/v1", tags=["OpenAI Videos API"])
+router = APIRouter(prefix="/v1", tags=["OpenAI Videos API"], responses=openai_errors(*KEYED))
 
 _TEXT_FIELDS = ("prompt", "model", "seconds", "size", "resolution", "metadata")
 # Remix and other small JSON or form bodies.
@@ -87,6 +96,7 @@ async def _owned(svc: ServicesDep, key_id: str, video_id: str) -> TaskRow:
     response_model=Video,
     summary="Create a video",
     openapi_extra={"requestBody": CREATE_BODY, "parameters": [IDEMPOTENCY_HEADER]},
+    responses=openai_errors(400, 403, 409, 413, 429, 502, 503),
 )
 async def create_video(request: Request, svc: ServicesDep, key: KeyDep) -> Response:
     """Create a video from a prompt (and optionally an image). Accepts multipart/form-data and JSON.
@@ -107,7 +117,7 @@ async def create_video(request: Request, svc: ServicesDep, key: KeyDep) -> Respo
     return json_response(video_object(row), headers=poll_after(svc, row))
 
 
-@router.get("/videos", response_model=VideoList, summary="List videos")
+@router.get("/videos", response_model=VideoList, summary="List videos", responses=openai_errors(400))
 async def list_videos(
     svc: ServicesDep,
     key: KeyDep,
@@ -136,14 +146,16 @@ async def list_videos(
     )
 
 
-@router.get("/videos/{video_id}", response_model=Video, summary="Retrieve a video")
+@router.get("/videos/{video_id}", response_model=Video, summary="Retrieve a video", responses=openai_errors(404))
 async def retrieve_video(video_id: str, svc: ServicesDep, key: KeyDep) -> Response:
     """A video's status; while it is unfinished, `openai-poll-after-ms` says when to look again."""
     row = await _owned(svc, key.id, video_id)
     return json_response(video_object(row), headers=poll_after(svc, row))
 
 
-@router.delete("/videos/{video_id}", response_model=DeletedVideo, summary="Delete a video")
+@router.delete(
+    "/videos/{video_id}", response_model=DeletedVideo, summary="Delete a video", responses=openai_errors(404)
+)
 async def delete_video(video_id: str, svc: ServicesDep, key: KeyDep) -> Response:
     """Delete a video and its stored files; an unfinished one is cancelled first."""
     row = await _owned(svc, key.id, video_id)
@@ -156,6 +168,7 @@ async def delete_video(video_id: str, svc: ServicesDep, key: KeyDep) -> Response
     response_model=Video,
     summary="Remix a video",
     openapi_extra={"requestBody": REMIX_BODY},
+    responses=openai_errors(400, 403, 404, 409, 413, 503),
 )
 async def remix_video(video_id: str, request: Request, svc: ServicesDep, key: KeyDep) -> Response:
     """A new video from a completed one with a new prompt (models whose provider supports remix)."""

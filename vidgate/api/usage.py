@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from vidgate.api.deps import KeyDep, ServicesDep
 from vidgate.api.openai_videos import json_response
+from vidgate.api.schemas import KEYED, Usage, openai_errors, text
+from vidgate.auth import bearer_matches
 from vidgate.engine.pricing import from_micros
+from vidgate.errors import Unauthenticated
 from vidgate.store import tasks as task_store
 from vidgate.store import usage as usage_store
 
@@ -20,7 +23,9 @@ def usd(micros: int) -> str:
     return str(from_micros(micros))
 
 
-@router.get("/v1/usage", summary="Spend and quota of the calling key")
+@router.get(
+    "/v1/usage", summary="Spend and quota of the calling key", response_model=Usage, responses=openai_errors(*KEYED)
+)
 async def get_usage(svc: ServicesDep, key: KeyDep) -> Response:
     """Spend by model and UTC day (reservations of unfinished videos included), and the remaining quota."""
     spent = await usage_store.spent(svc.db, key_id=key.id)
@@ -41,9 +46,23 @@ async def get_usage(svc: ServicesDep, key: KeyDep) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", tags=["Operators"])
-async def metrics(svc: ServicesDep) -> Response:
-    """Requests, submit latency, tasks by state, poll outcomes, channel health, spend."""
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["Operators"],
+    response_class=Response,
+    responses={
+        200: text("Prometheus text exposition format."),
+        **openai_errors(401, 500),
+    },
+)
+async def metrics(request: Request, svc: ServicesDep) -> Response:
+    """Requests, submit latency, tasks by state, poll outcomes, channel health, spend.
+
+    With `metrics_token` configured, only for `Authorization: Bearer <metrics_token>`."""
+    token = svc.settings.metrics_token
+    if token and not bearer_matches(request.headers.get("authorization"), token):
+        raise Unauthenticated("/metrics needs 'Authorization: Bearer <metrics_token>'.", code="invalid_metrics_token")
     m = svc.metrics
     for state, count in (await task_store.count_by_status(svc.db)).items():
         m.tasks.labels(state).set(count)

@@ -74,6 +74,10 @@ def to_request(body: Mapping[str, Any], spec: ModelSpec, *, passthrough: bool) -
     for key in _INPUT_EXTRAS:
         if key in inputs:
             metadata[key] = inputs[key]
+    for key in _HINTS:
+        # Models that take no such hint ignore it, but a hint that is not a boolean is a mistake to point out.
+        if key in params and not isinstance(params[key], bool):
+            raise InvalidRequest(f"parameters.{key} must be true or false.", param=f"parameters.{key}")
     for key in _PARAM_EXTRAS:
         if key in params and (passthrough or key not in _HINTS or key in spec.metadata_keys):
             metadata[key] = params[key]

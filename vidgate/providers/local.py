@@ -1,18 +1,29 @@
 """The built-in `local` provider: renders real H.264 MP4s on the CPU with vidgate.render.
 
 Renders run in worker processes so the event loop never blocks. Each job is a JSON file under
-`<media_dir>/local/jobs/`, so after a crash the next poll of an unfinished task starts it again;
-rendering is deterministic, so a restarted job produces the same bytes.
+`<media_dir>/local/jobs/`, so after a crash or a shutdown the next poll of an unfinished task starts it
+again; rendering is deterministic, so a restarted job produces the same bytes.
+
+Workers are spawned (a fresh interpreter, not a fork of this threaded process) in the background at
+startup, and never outlive the server: on shutdown they are terminated, not awaited, and each one also
+exits by itself when the server is gone, even after a kill -9 (a parent-death signal on Linux, and a
+watchdog thread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
+import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,6 +67,13 @@ MODEL = ModelSpec(
 )
 # How often an in-flight render is looked at (it also reports completion at once via notify).
 _POLL_EVERY_FRAMES = 24
+# How often a worker checks that the server that started it is still alive (the fallback to PDEATHSIG).
+_PARENT_CHECK_S = 0.5
+# How long stopped workers get to exit after SIGTERM before they are killed.
+_STOP_GRACE_S = 2.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+log = logging.getLogger("vidgate.local")
 
 
 def from_settings(settings: Settings, http: httpx.AsyncClient) -> LocalProvider:
@@ -76,6 +94,7 @@ class LocalProvider(Provider):
         self._running: dict[str, Future[None]] = {}
         self._notify: Notify | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
 
     def models(self) -> Sequence[ModelSpec]:
         return [MODEL]
@@ -85,17 +104,20 @@ class LocalProvider(Provider):
         self._out_dir.mkdir(parents=True, exist_ok=True)
         self._notify = notify
         self._loop = asyncio.get_running_loop()
-        # forkserver: workers are forked from a clean helper process, not from this threaded one.
-        context = multiprocessing.get_context("forkserver")
-        self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
-        # Start the workers and import the renderer now, so the first task does not pay for it.
-        warm = [self._pool.submit(_warm_up) for _ in range(self._workers)]
-        await asyncio.gather(*(asyncio.wrap_future(future) for future in warm))
+        self._closing = False
+        self._pool = _new_pool(self._workers)
+        # Start the workers now without waiting for them: startup stays quick and the first render finds
+        # them warm (each submit spawns one more worker while none is idle).
+        for _ in range(self._workers):
+            self._pool.submit(_ready)
 
     async def close(self) -> None:
+        """Stop every render now: running ones are terminated, not awaited (their jobs resume after a restart)."""
+        self._closing = True
         pool, self._pool = self._pool, None
+        self._running.clear()
         if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            await asyncio.to_thread(_stop_pool, pool)
 
     async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         job = _job(req, out=self._out_path(task_id))
@@ -155,6 +177,7 @@ class LocalProvider(Provider):
             self._cancel_path(upstream_id),
             self._error_path(upstream_id),
             self._out_path(upstream_id),
+            self._out_path(upstream_id).with_name(f"{upstream_id}.mp4.part"),
         )
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
@@ -167,6 +190,9 @@ class LocalProvider(Provider):
             raise UpstreamTransient("the local renderer is not running")
         if not job["spec"]["prompt"] and job["spec"]["mode"] == "t2v":
             raise UpstreamRejected("a prompt is required", param="prompt")
+        # A render stopped half-way (shutdown, crash) left its progress: this run starts from frame 0.
+        with contextlib.suppress(FileNotFoundError):
+            self._progress_path(task_id).unlink()
         future = self._pool.submit(
             _render_job,
             job,
@@ -179,10 +205,14 @@ class LocalProvider(Provider):
 
     def _finished(self, task_id: str, future: Future[None]) -> None:
         # Runs in the executor's thread: hop to the loop before touching anything.
-        if self._loop is not None and not self._loop.is_closed():
+        if self._closing or self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
             self._loop.call_soon_threadsafe(self._done_on_loop, task_id, future)
 
     def _done_on_loop(self, task_id: str, future: Future[None]) -> None:
+        if self._closing:
+            return  # stopped by close(): the job resumes after a restart
         if self._running.get(task_id) is future:
             del self._running[task_id]
         error = None if future.cancelled() else future.exception()
@@ -200,9 +230,7 @@ class LocalProvider(Provider):
         old, self._pool = self._pool, None
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
-        self._pool = ProcessPoolExecutor(
-            max_workers=self._workers, mp_context=multiprocessing.get_context("forkserver")
-        )
+        self._pool = _new_pool(self._workers)
 
     def _job_path(self, task_id: str) -> Path:
         return self._jobs_dir / f"{task_id}.json"
@@ -237,6 +265,35 @@ def _job(req: VideoRequest, *, out: Path) -> dict[str, Any]:
     return {"spec": spec, "out": str(out)}
 
 
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn: a worker is a fresh interpreter whose parent is this process (so it can watch for its death),
+    # not a fork of this threaded process. Workers are spawned by submit(), i.e. from the event loop's
+    # thread, which lives as long as the server: PR_SET_PDEATHSIG fires when the spawning thread exits.
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    )
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers (mid-render or idle) and wait, briefly, until they are gone."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    deadline = time.monotonic() + _STOP_GRACE_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            log.warning("render worker %s ignored SIGTERM; killing it", process.pid)
+            process.kill()
+            process.join(1.0)
+    # The pool's manager thread sees its workers gone, fails what was queued, and exits.
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _link_or_copy(source: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
@@ -264,8 +321,35 @@ class _Cancelled(Exception):
     pass
 
 
-def _warm_up() -> None:
+def _worker_init(server_pid: int) -> None:
+    """Runs first in each worker: die with the server, leave Ctrl-C to it, and import the renderer once."""
+    # A terminal's Ctrl-C reaches the whole process group; the server decides when renders stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(server_pid)
     import vidgate.render  # noqa: F401 - imports PyAV, numpy and Pillow once per worker
+
+
+def _ready() -> None:
+    """Nothing: _worker_init has done the work by the time this runs."""
+
+
+def _die_with(server_pid: int) -> None:
+    """Exit when the server process is gone, however it died (kill -9 included)."""
+    if sys.platform == "linux":
+        # The kernel sends SIGKILL to this process the moment its parent dies.
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != server_pid:
+        os._exit(0)  # the server died before the signal was armed
+    # Portable fallback (and a second line on Linux): once the parent is gone, getppid() changes.
+    threading.Thread(target=_watch_parent, args=(server_pid,), name="vidgate-parent-watch", daemon=True).start()
+
+
+def _watch_parent(server_pid: int) -> None:
+    while os.getppid() == server_pid:
+        time.sleep(_PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _render_job(job: dict[str, Any], progress_path: str, cancel_path: str, error_path: str) -> None:
