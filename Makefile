@@ -42,7 +42,7 @@ dev-key:
 
 ## make test: install the dev extras and run the whole suite
 test: $(DEVSTAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check vidgate tests bench

@@ -128,6 +128,7 @@ _WHY = {
     429: "Rate limit, quota or full channels; see retry-after.",
     500: "A bug in vidgate (the log has the details).",
     503: "No upstream channel can take the request now; see retry-after.",
+    502: "The upstreams answered with server errors; see retry-after.",
 }
 
 
