@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.helpers import SHARED_DB_SECRET
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
 from vidgate.engine.health import ChannelHealth
@@ -170,8 +171,8 @@ def raw(prompt: str = "a harbour at dawn") -> RawCreate:
 async def build(
     database_url: str, tmp_path: Path, *, channels: tuple[str, ...] = ("a", "b"), timeout: float = 60.0
 ) -> Rig:
-    await asyncio.to_thread(migrate, database_url)
-    db = create_engine(database_url)
+    await asyncio.to_thread(migrate, database_url, secret=SHARED_DB_SECRET)
+    db = create_engine(database_url, secret=SHARED_DB_SECRET)
     clock = Clock()
     settings = Settings(
         database_url=database_url,
