@@ -17,8 +17,9 @@ It prints, and all must be 0:
 - false failures: tasks that ended failed or cancelled (the emulators finish every task they accept);
 - client 5xx outside the kills: 5xx answers received while the server was not being killed/restarted;
 - duplicate upstream tasks: client requests (each has a unique prompt) that made more than one upstream task;
-- ledger differences: tasks without exactly one reserve and one settle, a refund on a completed task, rows
-  for tasks no client asked for, or /v1/usage spend different from the sum of settlements.
+- ledger differences: a completed task without exactly one reserve and one settle, a failed one without one
+  reserve and one refund, a charge left on a task no client holds (a create answered with an error must be
+  refunded in full), or /v1/usage spend different from the ledger's sum.
 """
 
 from __future__ import annotations
@@ -304,24 +305,25 @@ async def run(args: argparse.Namespace) -> int:
     duplicates = {prompt: count for prompt, count in prompts.items() if count > 1}
     rows = ledger(server, args.postgres)
     kinds: dict[str, list[str]] = {}
-    settled = 0
+    net: dict[str, int] = {}
     for task_id, kind, amount in rows:
         kinds.setdefault(task_id, []).append(kind)
-        if kind == "settle":
-            settled += int(amount)
+        net[task_id] = net.get(task_id, 0) + int(amount)
     ledger_problems = []
     for task_id in ids | set(kinds):
         seen = sorted(kinds.get(task_id, []))
         status = videos.get(task_id, {}).get("status")
         if task_id not in ids:
-            ledger_problems.append((task_id, "no client asked for this task", seen))
+            # A create whose client got an error (its submit failed): reserved, then refunded in full.
+            if seen != ["refund", "reserve"] or net[task_id] != 0:
+                ledger_problems.append((task_id, "no client has this task, yet it is charged", seen))
         elif status == "completed" and seen != ["reserve", "settle"]:
             ledger_problems.append((task_id, "completed", seen))
         elif status == "failed" and seen != ["refund", "reserve"]:
             ledger_problems.append((task_id, "failed", seen))
-    spent = Decimal(str(usage["spent_usd"]))
-    if spent != Decimal(settled) / 1_000_000:
-        ledger_problems.append(("/v1/usage", f"spend {spent} != settled {Decimal(settled) / 1_000_000}", []))
+    spent, booked = Decimal(str(usage["spent_usd"])), Decimal(sum(net.values())) / 1_000_000
+    if spent != booked:
+        ledger_problems.append(("/v1/usage", f"spend {spent} != the ledger's {booked}", []))
 
     submits = sum(len(w.submits()) for w in wans) + sum(len(s.calls("/v1/videos", "POST")) for s in soras)
     print()

@@ -101,6 +101,9 @@ class Settings(BaseModel):
     poll_interval_s: float = Field(default=0.0, ge=0.0)
     # A whole submit (failover and lookups included) ends within this; the row's lease is twice as long.
     submit_timeout_s: float = Field(default=60.0, gt=0)
+    # How many times a submit goes over a model's channels (after 0.5 s, then 1 s, ...) before the client gets
+    # a 503, while submit_timeout_s allows: only refusals and lookups that found nothing are asked again.
+    submit_rounds: int = Field(default=3, ge=1)
     # A channel whose submits fail this many times in a row is taken out for breaker_cooldown_s.
     breaker_threshold: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)

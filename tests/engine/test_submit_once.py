@@ -27,10 +27,19 @@ from vidgate.errors import (
     Conflict,
     IdempotencyKeyReused,
     NotSupported,
+    UpstreamFailure,
     UpstreamTransient,
     UpstreamUnavailable,
 )
-from vidgate.providers.base import Credentials, ModelSpec, Progress, Provider, Submitted, VideoRequest
+from vidgate.providers.base import (
+    UPSTREAM_TASK_LOST,
+    Credentials,
+    ModelSpec,
+    Progress,
+    Provider,
+    Submitted,
+    VideoRequest,
+)
 from vidgate.providers.registry import Channel, Registry
 from vidgate.status import TaskStatus
 from vidgate.store import tasks as task_store
@@ -169,7 +178,12 @@ def raw(prompt: str = "a harbour at dawn") -> RawCreate:
 
 
 async def build(
-    database_url: str, tmp_path: Path, *, channels: tuple[str, ...] = ("a", "b"), timeout: float = 60.0
+    database_url: str,
+    tmp_path: Path,
+    *,
+    channels: tuple[str, ...] = ("a", "b"),
+    timeout: float = 60.0,
+    rounds: int = 1,
 ) -> Rig:
     await asyncio.to_thread(migrate, database_url, secret=SHARED_DB_SECRET)
     db = create_engine(database_url, secret=SHARED_DB_SECRET)
@@ -179,6 +193,7 @@ async def build(
         media_dir=tmp_path / "media",
         local_enabled=False,
         submit_timeout_s=timeout,
+        submit_rounds=rounds,
         prices={MODEL: Decimal("0.1")},
     )
     provider = Scripted()
@@ -468,3 +483,73 @@ async def test_keys_older_than_a_day_are_ignored_and_swept(rig: Rig) -> None:
     await rig.poller.sweep()
     async with rig.db.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(idempotency_keys))).scalar() == 0
+
+
+async def test_refusals_are_asked_again_in_later_rounds_within_the_deadline(tmp_path: Path) -> None:
+    rig = await build(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, rounds=3)
+    rig.submitter.round_pause_s = 0.01
+    try:
+        # Round 1: a refuses, b's call times out and its lookup finds nothing made; round 2: a takes it.
+        rig.provider.script = {"a": ["429", "ok"], "b": ["timeout"]}
+        created = await rig.submitter.create(rig.key, raw())
+        assert created.upstream_id == "a-up-1"
+        assert rig.provider.calls == [("submit", "a"), ("submit", "b"), ("find", "b"), ("submit", "a")]
+        assert [a["state"] for a in created.attempts or []] == ["refused", "unknown", "accepted"]
+        # Every round refused: the client's 503 comes after the last one, and nothing was made anywhere.
+        rig.provider.calls.clear()
+        rig.provider.script = {"a": ["429"] * 3, "b": ["429"] * 3}
+        with pytest.raises(UpstreamUnavailable):
+            await rig.submitter.create(rig.key, raw("another"))
+        assert rig.provider.count("submit") == 6 and sum(len(ids) for ids in rig.provider.made.values()) == 1
+    finally:
+        await rig.db.dispose()
+
+
+async def test_no_further_round_when_the_deadline_would_pass(tmp_path: Path) -> None:
+    rig = await build(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, rounds=3, timeout=0.5)
+    rig.submitter.round_pause_s = 0.4  # a second round would start past the deadline
+    try:
+        rig.provider.script = {"a": ["429"], "b": ["429"]}
+        with pytest.raises(UpstreamUnavailable):
+            await rig.submitter.create(rig.key, raw())
+        assert rig.provider.count("submit") == 2
+    finally:
+        await rig.db.dispose()
+
+
+@dataclass
+class Forgetful(Scripted):
+    """Accepts every task, then answers each read with the next of `reads` ("unknown" or "running")."""
+
+    reads: list[str] = field(default_factory=list)
+
+    async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
+        if self.reads.pop(0) == "unknown":
+            lost = UpstreamFailure("Scripted", note="no such task")
+            return Progress.failed(UPSTREAM_TASK_LOST, lost)
+        return Progress(state="in_progress", progress=10)
+
+
+async def test_a_task_the_upstream_forgets_is_failed_only_when_that_repeats(tmp_path: Path) -> None:
+    rig = await build(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path)
+    forgetful = Forgetful(script={"a": ["ok"]})
+    rig.submitter._registry.providers["scripted"] = forgetful
+    rig.poller._registry.providers["scripted"] = forgetful
+    try:
+        created = await rig.submitter.create(rig.key, raw())
+        # unknown, unknown, a good read (the count starts over), then three unknowns in a row.
+        forgetful.reads = ["unknown", "unknown", "running", "unknown", "unknown", "unknown"]
+        states = []
+        for _ in range(6):
+            (claimed,) = await rig.claim(after=3600)
+            await rig.poller.advance(claimed)
+            row = await task_store.get_task(rig.db, task_id=created.id)
+            assert row is not None
+            states.append(row.status)
+        assert (
+            states[:5] == [TaskStatus.QUEUED, TaskStatus.QUEUED, TaskStatus.IN_PROGRESS] + [TaskStatus.IN_PROGRESS] * 2
+        )
+        assert states[5] == TaskStatus.FAILED and row.error_code == UPSTREAM_TASK_LOST
+        assert await rig.ledger() == [(created.id, "reserve"), (created.id, "refund")]
+    finally:
+        await rig.db.dispose()

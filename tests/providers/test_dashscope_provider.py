@@ -77,7 +77,14 @@ def test_a_refusal_keeps_dashscopes_code_and_message(status: int, body: dict[str
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(401, "InvalidApiKey"), (403, "AccessDenied"), (400, "Arrearage"), (429, "Throttling"), (500, "InternalError")],
+    [
+        (401, "InvalidApiKey"),
+        (403, "AccessDenied"),
+        (400, "Arrearage"),
+        (429, "Throttling"),
+        (500, "InternalError"),
+        (404, "NotFound"),  # "url error": the channel's endpoint, not the request
+    ],
 )
 def test_account_and_passing_errors_are_transient(status: int, code: str) -> None:
     assert isinstance(dashscope._error(status, {"code": code, "message": "m"}), UpstreamTransient)

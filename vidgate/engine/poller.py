@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import shutil
 import time
@@ -27,7 +28,7 @@ from vidgate.engine.schedule import failure_delay, poll_delay
 from vidgate.engine.submit import Submitter
 from vidgate.errors import Conflict, ProviderError, RateLimited, UpstreamUnavailable, VidgateError
 from vidgate.metrics import Metrics
-from vidgate.providers.base import Credentials, Progress
+from vidgate.providers.base import UPSTREAM_TASK_LOST, Credentials, Progress
 from vidgate.providers.registry import Registry
 from vidgate.status import TaskStatus
 from vidgate.store import idempotency as idempotency_store
@@ -42,6 +43,9 @@ BATCH = 100
 LEASE_S = 10.0
 MAX_IDLE_SLEEP_S = 1.0
 GLOBAL_CONCURRENCY = 64
+# A task the upstream says it does not know is failed only after this many such reads in a row.
+LOST_CONFIRMATIONS = 3
+_LOST = "the upstream does not know the task"
 PER_CHANNEL_CONCURRENCY = 16
 
 
@@ -201,6 +205,9 @@ class Poller:
         self._count(row.provider, progress.state)
         if progress.state == "completed":
             await self._complete(row, progress, creds)
+        elif progress.error_code == UPSTREAM_TASK_LOST and (seen := lost_reads(row) + 1) < LOST_CONFIRMATIONS:
+            # One answer that the task is unknown may be the upstream's hiccup: believe it when it repeats.
+            await self._retry_later(row, f"{_LOST} ({seen} reads in a row): {progress.error_message}")
         elif progress.state in ("failed", "cancelled"):
             await self._fail(
                 row,
@@ -315,6 +322,15 @@ class Poller:
             error=error,
             next_poll_at=time.time() + self._failure_delay(row),
         )
+
+
+def lost_reads(row: TaskRow) -> int:
+    """How many reads in a row, up to the last one, said the upstream does not know the task."""
+    error = row.last_poll_error or ""
+    if not row.poll_failures or not error.startswith(_LOST):
+        return 0
+    found = re.match(r" \((\d+) reads", error[len(_LOST) :])
+    return int(found.group(1)) if found else 0
 
 
 def _previews(video: Path, thumbnail: Path, sprites: Path) -> None:

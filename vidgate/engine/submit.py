@@ -74,6 +74,8 @@ log = logging.getLogger("vidgate.submit")
 
 # The lease a submitting process holds is this many times the submit deadline.
 LEASE_FACTOR = 2.0
+# The pause before a submit's second round over the channels; doubled for each further round.
+ROUND_PAUSE_S = 0.5
 # What a client is told when no channel took its request; the row's attempts say which and why.
 NO_UPSTREAM = "No upstream accepted the request; retry later."
 # Attempts kept on a row (a task the poller retries for hours must not grow without bound).
@@ -164,6 +166,7 @@ class Submitter:
         self._clock = clock
         # The lease owner of the rows this process is creating.
         self.owner = f"submit-{secrets.token_hex(6)}"
+        self.round_pause_s = ROUND_PAUSE_S
 
     @property
     def deadline_s(self) -> float:
@@ -412,7 +415,7 @@ class Submitter:
         last_status: int | None = None
         try:
             async with self._holding(task_id, owner):
-                for channel in channels:
+                async for channel in self._rounds(channels, deadline):
                     attempt = await self._begin(task_id, owner, attempts, channel, deadline)
                     if attempt is None:
                         continue
@@ -464,6 +467,21 @@ class Submitter:
         await task_store.set_attempts(self._db, task_id=task_id, attempts=_kept(attempts))
         status = 502 if last_status is not None and last_status >= 500 and last_status != 503 else 503
         raise UpstreamUnavailable(NO_UPSTREAM, status=status)
+
+    async def _rounds(self, channels: Sequence[Channel], deadline: float) -> AsyncIterator[Channel]:
+        """The channels in order, then again (up to `submit_rounds` times, after a growing pause) while the
+        deadline allows: a refusal (429, 503, no connection) or a lookup that found nothing made leaves
+        nothing upstream, so asking again cannot make a second task, and a brief fault need not be the
+        client's 503."""
+        loop = asyncio.get_running_loop()
+        for round_ in range(self._settings.submit_rounds):
+            if round_:
+                pause = self.round_pause_s * 2 ** (round_ - 1)
+                if loop.time() + pause >= deadline - self.round_pause_s:
+                    return
+                await asyncio.sleep(pause)
+            for channel in channels:
+                yield channel
 
     async def _begin(
         self, task_id: str, owner: str, attempts: list[Attempt], channel: Channel, deadline: float

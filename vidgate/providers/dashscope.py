@@ -376,6 +376,9 @@ def _error(status: int, body: Any) -> Exception:
     if status in (401, 403) or code in ("InvalidApiKey", "AccessDenied", "Arrearage"):
         # Our account's problem, not the client's: another channel may still serve the request.
         return UpstreamTransient(text, status=status)
+    if status in (404, 405):
+        # "url error": this channel's endpoint is wrong or gone, which says nothing about the request.
+        return UpstreamTransient(text, status=status)
     failure = upstream_failure(code, message or (None if code else text))
     return UpstreamRejected(failure.text(), code=our_code(failure.code), upstream=failure)
 
