@@ -173,7 +173,8 @@ def test_no_secret_in_logs_rows_or_error_bodies(tmp_path: Path, backend: str, re
         ]
         port = free_port()
         # The webhook receiver is on loopback: delivering to it is the operator's choice.
-        settings = "poll_interval_s = 0.2\nfetch_private_urls = true\n"
+        # One round over the channels, so one queued fault per channel is a failed create.
+        settings = "poll_interval_s = 0.2\nfetch_private_urls = true\nsubmit_rounds = 1\n"
         config = write_config(tmp_path, port=port, database_url=database_url, extra=settings + "".join(channels))
         server = Server(config=config, port=port, log=tmp_path / "server.log", log_level="info")
         server.start()

@@ -575,7 +575,7 @@ def test_upstream_refusal_is_a_400_naming_the_field(client: OpenAI, upstream: Fa
 
 
 def test_submit_rate_limit_is_not_a_client_error(client: OpenAI, upstream: FakeJimeng) -> None:
-    upstream.faults.queue("submit", "429")
+    upstream.faults.queue("submit", "429", "429", "429")  # one for each round of the submit
     with pytest.raises(openai.APIStatusError) as info:
         client.videos.create(model="jimeng_vgfm_t2v_l20", prompt="busy")
     assert info.value.status_code in (429, 502, 503), info.value

@@ -575,13 +575,14 @@ def test_upstream_failure_surfaces_its_message(client: OpenAI, upstream: FakeSor
 @pytest.mark.parametrize("fault", ["429", "503"])
 def test_submit_refused_upstream_is_a_503_and_leaves_nothing(client: OpenAI, upstream: FakeSora, fault: Any) -> None:
     before = [video.id for video in client.videos.list(limit=100).data]
-    upstream.faults.queue("submit", fault)
+    # Refused in every round the submit makes over the model's channels (submit_rounds, default 3).
+    upstream.faults.queue("submit", fault, fault, fault)
     with pytest.raises(openai.APIStatusError) as info:
         client.videos.create(prompt="will not be taken", model="sora-2")
     assert info.value.status_code in (502, 503)
     body = info.value.response.json()
     assert body["error"]["type"] == "server_error" and "Traceback" not in info.value.response.text
-    assert len(creates(upstream)) == 1
+    assert len(creates(upstream)) == 3
     assert [video.id for video in client.videos.list(limit=100).data] == before
 
 
