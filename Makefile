@@ -42,7 +42,8 @@ dev-key:
 
 ## make test: install the dev extras and run the whole suite
 test: $(DEVSTAMP)
-	$(BIN)/python -m pytest -q -n 3
+	$(BIN)/python -m pytest -q -n 3 -m 'not serial'
+	$(BIN)/python -m pytest -q -m serial
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check vidgate tests bench

@@ -44,6 +44,7 @@ def upload_fields(policy: dict[str, Any], name: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.serial  # a timing bound: measured alone, not beside the parallel suite
 def test_a_revoked_key_is_refused_everywhere_within_a_second(two_servers: tuple[Server, Server]) -> None:
     first, second = two_servers
     key = first.key("soon revoked")

@@ -98,6 +98,7 @@ def finish_all(server: Server, headers: dict[str, str], ids: list[str], timeout:
             time.sleep(0.2)
 
 
+@pytest.mark.serial  # a timing bound: measured alone, not beside the parallel suite
 def test_sigterm_with_a_trickling_client_and_running_renders(tmp_path: Path) -> None:
     # One worker and renders that together outlast the 10 s given to requests: some are cut off.
     server = start_server(tmp_path, "poll_interval_s = 0.2\nlocal_workers = 1\n")

@@ -406,6 +406,7 @@ def big_gif(side: int = 6000) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.serial  # a timing bound: measured alone, not beside the parallel suite
 def test_gif_reencoding_keeps_the_event_loop_responsive(gw: Server, kling: FakeKling) -> None:
     key = gw.key("gif")
     headers = {"Authorization": f"Bearer {key}"}

@@ -270,7 +270,11 @@ class FakeKling(FakeUpstream):
         page_num = self._int_param(entry.query, "pageNum", 1, 1, 1000)
         page_size = self._int_param(entry.query, "pageSize", 30, 1, 500)
         # Newest first, as a task console would list them (the docs do not state the order).
-        family = sorted((t for t in self.tasks.values() if t.kind == kind), key=lambda t: t.created_at, reverse=True)
+        family = sorted(
+            (t for t in self.tasks.values() if t.kind == kind),
+            key=lambda t: (t.created_at, int(t.task_id[-6:])),  # ids end in a counter: ties in a ms keep order
+            reverse=True,
+        )
         start = (page_num - 1) * page_size
         return self._ok([self._task_data(t) for t in family[start : start + page_size]])
 

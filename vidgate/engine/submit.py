@@ -415,7 +415,7 @@ class Submitter:
         last_status: int | None = None
         try:
             async with self._holding(task_id, owner):
-                async for channel in self._rounds(channels, deadline):
+                async for round_, channel in self._rounds(channels, deadline):
                     attempt = await self._begin(task_id, owner, attempts, channel, deadline)
                     if attempt is None:
                         continue
@@ -444,7 +444,9 @@ class Submitter:
                         text = "no answer within the submit deadline" if isinstance(exc, TimeoutError) else str(exc)
                         log.warning("submit %s via %s failed: %s", task_id, channel.name, text)
                         last_status = getattr(exc, "status", None) or last_status
-                        await self.health.failure(channel.name, text)
+                        if not round_:
+                            # One client request counts once against a channel's breaker, however many rounds.
+                            await self.health.failure(channel.name, text)
                         attempt.update(state=UNKNOWN if outcome_unknown(exc) else REFUSED, error=text[:500])
                         if attempt["state"] == UNKNOWN and await self._reconcile(
                             task_id, attempts, attempt, provider, upstream_req, channel, remix_source
@@ -468,7 +470,7 @@ class Submitter:
         status = 502 if last_status is not None and last_status >= 500 and last_status != 503 else 503
         raise UpstreamUnavailable(NO_UPSTREAM, status=status)
 
-    async def _rounds(self, channels: Sequence[Channel], deadline: float) -> AsyncIterator[Channel]:
+    async def _rounds(self, channels: Sequence[Channel], deadline: float) -> AsyncIterator[tuple[int, Channel]]:
         """The channels in order, then again (up to `submit_rounds` times, after a growing pause) while the
         deadline allows: a refusal (429, 503, no connection) or a lookup that found nothing made leaves
         nothing upstream, so asking again cannot make a second task, and a brief fault need not be the
@@ -481,7 +483,7 @@ class Submitter:
                     return
                 await asyncio.sleep(pause)
             for channel in channels:
-                yield channel
+                yield round_, channel
 
     async def _begin(
         self, task_id: str, owner: str, attempts: list[Attempt], channel: Channel, deadline: float
