@@ -505,6 +505,21 @@ async def test_refusals_are_asked_again_in_later_rounds_within_the_deadline(tmp_
         await rig.db.dispose()
 
 
+async def test_a_channel_that_may_hold_an_orphan_is_not_asked_again_in_later_rounds(tmp_path: Path) -> None:
+    rig = await build(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, channels=("a",), rounds=3)
+    rig.submitter.round_pause_s = 0.01
+    try:
+        # The call's outcome is unknown and the upstream cannot be asked: one possible orphan, never three.
+        rig.provider.script = {"a": ["lost", "ok", "ok"]}
+        rig.provider.find_mode = ["unsupported"]
+        with pytest.raises(UpstreamUnavailable):
+            await rig.submitter.create(rig.key, raw())
+        assert rig.provider.calls == [("submit", "a"), ("find", "a")]
+        assert sum(len(ids) for ids in rig.provider.made.values()) == 1
+    finally:
+        await rig.db.dispose()
+
+
 async def test_no_further_round_when_the_deadline_would_pass(tmp_path: Path) -> None:
     rig = await build(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, rounds=3, timeout=0.5)
     rig.submitter.round_pause_s = 0.4  # a second round would start past the deadline

@@ -416,6 +416,8 @@ class Submitter:
         try:
             async with self._holding(task_id, owner):
                 async for round_, channel in self._rounds(channels, deadline):
+                    if round_ and _maybe_made(attempts, channel):
+                        continue  # a call there may have made a task no lookup can find: not one more
                     attempt = await self._begin(task_id, owner, attempts, channel, deadline)
                     if attempt is None:
                         continue
@@ -749,6 +751,11 @@ class Submitter:
             )
         await task_store.mark_deleted(self._db, task_id=row.id)
         shutil.rmtree(self.media_dir(row.id), ignore_errors=True)
+
+
+def _maybe_made(attempts: list[Attempt], channel: Channel) -> bool:
+    """Whether an earlier call of this submit to `channel` may have left an upstream task (a possible orphan)."""
+    return any(a.get("channel") == channel.name and a.get("possible_orphan") for a in attempts)
 
 
 def _kept(attempts: list[Attempt]) -> list[Attempt]:
