@@ -180,18 +180,17 @@ async def wait_finished(server: Server, key: str, ids: set[str], timeout: float)
             await asyncio.sleep(1)
 
 
-def ledger(server: Server, database_url: str | None) -> list[tuple[str, str, int]]:
+async def ledger(server: Server, database_url: str | None) -> list[tuple[str, str, int]]:
+    """Every ledger row: (task_id, kind, amount in micro-dollars)."""
     if database_url:
         import asyncpg
 
-        async def read() -> list[tuple[str, str, int]]:
-            conn = await asyncpg.connect(database_url)
-            try:
-                return [tuple(r) for r in await conn.fetch("select task_id, kind, amount_micros from ledger")]
-            finally:
-                await conn.close()
-
-        return asyncio.run(read())
+        conn = await asyncpg.connect(database_url)
+        try:
+            found = await conn.fetch("select task_id, kind, amount_micros from ledger")
+            return [(row[0], row[1], int(row[2])) for row in found]
+        finally:
+            await conn.close()
     db = sqlite3.connect(server.config.parent / "vidgate.db")
     try:
         return list(db.execute("select task_id, kind, amount_micros from ledger"))
@@ -291,7 +290,7 @@ async def run(args: argparse.Namespace) -> int:
     failed = [video for video in videos.values() if video["status"] == "failed"]
     prompts = upstream_prompts(wans, soras)
     duplicates = {prompt: count for prompt, count in prompts.items() if count > 1}
-    rows = ledger(server, args.postgres)
+    rows = await ledger(server, args.postgres)
     kinds: dict[str, list[str]] = {}
     net: dict[str, int] = {}
     for task_id, kind, amount in rows:
