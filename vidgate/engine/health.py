@@ -6,14 +6,19 @@ so `vidgate channels` and /metrics can show it.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.store.db import protection
 from vidgate.store.tables import channel_health
+
+log = logging.getLogger("vidgate.health")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -93,12 +98,19 @@ class ChannelHealth:
             "last_error": breaker.last_error,
             "updated_at": time.time(),
         }
-        async with self._db.begin() as conn:
-            result = await conn.execute(
-                channel_health.update().where(channel_health.c.channel == channel).values(**values)
-            )
-            if not result.rowcount:
-                await conn.execute(channel_health.insert().values(channel=channel, **values))
+        # An upsert: two processes (or two requests) saving a channel's first state must not collide.
+        insert = postgresql.insert if self._db.dialect.name == "postgresql" else sqlite.insert
+        statement = (
+            insert(channel_health)
+            .values(channel=channel, **values)
+            .on_conflict_do_update(index_elements=[channel_health.c.channel], set_=values)
+        )
+        try:
+            async with self._db.begin() as conn:
+                await conn.execute(statement)
+        except SQLAlchemyError:
+            # The mirror is for `vidgate channels` and /metrics; the breaker itself lives in memory.
+            log.warning("could not store the health of channel %s", channel, exc_info=True)
 
 
 async def load_health(db: AsyncEngine) -> dict[str, dict[str, object]]:

@@ -74,6 +74,8 @@ log = logging.getLogger("vidgate.submit")
 
 # The lease a submitting process holds is this many times the submit deadline.
 LEASE_FACTOR = 2.0
+# One upstream call may take at most this fraction of the submit deadline.
+CALL_SHARE = 3
 # The pause before a submit's second round over the channels; doubled for each further round.
 ROUND_PAUSE_S = 0.5
 # What a client is told when no channel took its request; the row's attempts say which and why.
@@ -425,7 +427,10 @@ class Submitter:
                     upstream_req = replace(req, model=channel.upstream_model(req.model))
                     started = time.perf_counter()
                     try:
-                        async with asyncio.timeout_at(deadline):
+                        # One hung upstream may not spend the whole submit: each call gets a share of it,
+                        # leaving time to look up what it made and to ask the next channel.
+                        call_ends = min(deadline, loop.time() + self.deadline_s / CALL_SHARE)
+                        async with asyncio.timeout_at(call_ends):
                             submitted = await self._send(provider, upstream_req, channel, task_id, remix_source)
                     except UpstreamRejected as exc:
                         self._observe(channel, "rejected", started)
@@ -443,7 +448,11 @@ class Submitter:
                         raise InvalidRequest(str(exc), param="video_id") from exc
                     except (UpstreamTransient, TimeoutError) as exc:
                         self._observe(channel, "transient", started)
-                        text = "no answer within the submit deadline" if isinstance(exc, TimeoutError) else str(exc)
+                        text = (
+                            "no answer within the call's share of the submit deadline"
+                            if isinstance(exc, TimeoutError)
+                            else str(exc)
+                        )
                         log.warning("submit %s via %s failed: %s", task_id, channel.name, text)
                         last_status = getattr(exc, "status", None) or last_status
                         if not round_:
