@@ -218,7 +218,9 @@ class FakeArk(FakeUpstream):
 
     name = "ark"
 
-    def __init__(self, api_key: str = "ark-test-key", *, region: str = "cn", step_s: float = 0.3) -> None:
+    def __init__(
+        self, api_key: str = "ark-test-key", *, region: str = "cn", step_s: float = 0.3, min_image_px: int = 300
+    ) -> None:
         if region not in ("cn", "intl"):
             raise ValueError("region is 'cn' (Volcengine ids) or 'intl' (BytePlus ids)")
         self.api_key = api_key
@@ -230,7 +232,7 @@ class FakeArk(FakeUpstream):
         self.callback_retries = 3
         self.offset = 0.0  # seconds added to the wall clock
         # The docs ask for images of 300-6000 px a side; tests of other parts may lower it to send tiny images.
-        self.min_image_px = 300
+        self.min_image_px = self._min_image_px = min_image_px
         self._fail_next: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -272,7 +274,7 @@ class FakeArk(FakeUpstream):
             self.step_s = self._step_s
             self.region = self._region
             self.file_ttl_s = 86400.0
-            self.min_image_px = 300
+            self.min_image_px = self._min_image_px
 
     def submits(self) -> list[Recorded]:
         return [r for r in self.calls(TASKS_PATH, "POST")]
