@@ -46,7 +46,7 @@ def check_submit(call: Recorded, mode: str) -> None:
     family = ark.family_of(model)
     assert family is not None
     assert body["model"] == model
-    assert body["resolution"] in ("480p", "720p", "1080p") and body["ratio"] in ark.RATIOS + ("adaptive",)
+    assert body["resolution"] in ("480p", "720p", "1080p") and body["ratio"] in (*ark.RATIOS, "adaptive")
     assert isinstance(body["duration"], int) and body["duration"] in family.seconds
     assert body["execution_expires_after"] == ark.DEADLINE_S - ark.EXPIRY_MARGIN_S
     assert ("generate_audio" in body) == family.audio
