@@ -14,7 +14,8 @@ Decisions where the reference leaves room:
     ratio, `adaptive` included (the video follows the image; for text-to-video only 1.5 pro and 2.x).
   - Only body fields are sent, never the old `--rs …` text commands (§1.5: "Send body fields").
   - `generate_audio` is always sent on the models that have it (the vendor's default is true; vidgate's is a
-    silent video unless `audio` is asked for). `duration` -1, `frames`, `draft`, `tools`, reference mode
+    silent video unless `audio` is asked for). Through a `model_map` to an `ep-…` endpoint the family is not
+    known here, and `generate_audio` goes only when audio is asked for. `duration` -1, `frames`, `draft`, `tools`, reference mode
     (2.0's images/videos/audios) and `service_tier: flex` are not offered: each either has no price in seconds
     or would change the price behind the tier's back (SPEC §3).
   - `execution_expires_after` is the model's deadline less EXPIRY_MARGIN_S, so Ark gives a task up (unbilled)
