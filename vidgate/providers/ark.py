@@ -547,7 +547,8 @@ class ArkProvider(Provider):
         self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
     ) -> list[str]:
         """Tasks on this account created since `since` that match what a create of `req` sent (see docstring)."""
-        body = self._body(req, creds)
+        # The images play no part in matching (the list does not show them): the body is built without them.
+        body = self._body(replace(req, inputs=()), creds)
         params = {"page_size": str(LIST_PAGE_SIZE)}
         if str(body["model"]).startswith("ep-"):
             params["filter.model"] = str(body["model"])  # the filter takes endpoint ids (§1.3)
