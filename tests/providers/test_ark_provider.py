@@ -162,12 +162,35 @@ def test_byteplus_hosts_get_byteplus_ids() -> None:
     assert ark.api_base(Credentials(channel="c")) == ark.DEFAULT_BASE_URL
 
 
-def test_check_refuses_adaptive_text_to_video_before_1_5() -> None:
+def test_check_refuses_adaptive_text_to_video_before_1_5_and_driving_audio() -> None:
     provider = ark.ArkProvider(httpx.AsyncClient())
     with pytest.raises(InvalidRequest) as caught:
         provider.check(request(extras={"aspect_ratio": "adaptive"}))
     assert caught.value.param == "metadata.aspect_ratio"
+    # The DashScope surface's own name reaches its client.
+    native = request(extras={"aspect_ratio": "adaptive"}, fields={"aspect_ratio": "parameters.aspect_ratio"})
+    with pytest.raises(InvalidRequest) as caught:
+        provider.check(native)
+    assert caught.value.param == "parameters.aspect_ratio" and "parameters.aspect_ratio" in caught.value.message
     provider.check(request(model=V15, extras={"aspect_ratio": "adaptive"}))
+    sound = MediaInput(role="audio", field="metadata.audio_url", url="https://x/a.wav")
+    with pytest.raises(InvalidRequest) as caught:
+        provider.check(request(model=V2, inputs=(sound,)))
+    assert caught.value.param == "metadata.audio_url"
+
+
+def test_params_are_typed_per_model() -> None:
+    specs = {spec.name: spec for spec in ark.MODELS}
+    assert set(specs[PRO].params) == {
+        "seed", "watermark", "return_last_frame", "safety_identifier", "aspect_ratio", "camera_fixed"
+    }  # fmt: skip
+    assert "camera_fixed" not in specs[V2].params and specs[V2].params["audio"].kind == "bool"
+    assert "adaptive" not in specs["doubao-seedance-1-0-lite-t2v-250428"].params["aspect_ratio"].choices
+    assert specs[PRO].params["seed"].check(2**32 - 1, "metadata.seed", PRO) == 2**32 - 1
+    with pytest.raises(InvalidRequest) as caught:
+        specs[PRO].params["safety_identifier"].check("x" * 65, "metadata.safety_identifier", PRO)
+    assert caught.value.param == "metadata.safety_identifier"
+    assert all(spec.price is not None for spec in specs.values())
 
 
 # -- task objects ---------------------------------------------------------------------------------------------
@@ -197,7 +220,8 @@ def test_parse_task_states() -> None:
     assert ark.parse_task({**base, "status": "running"}).state == "in_progress"
     done = ark.parse_task(SUCCEEDED)
     assert done.state == "completed" and done.video_url == SUCCEEDED["content"]["video_url"]  # type: ignore[index]
-    assert ark.last_frame_url(SUCCEEDED) == SUCCEEDED["content"]["last_frame_url"]  # type: ignore[index]
+    assert done.extras == {ark.LAST_FRAME: SUCCEEDED["content"]["last_frame_url"]}  # type: ignore[index]
+    assert ark.parse_task({**SUCCEEDED, "content": {"video_url": "https://x/v.mp4"}}).extras == {}
     policy = ark.parse_task(
         {**base, "status": "failed", "error": {"code": "OutputVideoSensitiveContentDetected", "message": "risky"}}
     )
@@ -336,7 +360,7 @@ def test_submit_poll_download_with_last_frame(fake: FakeArk, tmp_path: Path) -> 
         return done
 
     done = run(fake, work)
-    assert done.state == "completed" and done.usage[ark.LAST_FRAME].startswith(fake.base_url)
+    assert done.state == "completed" and done.extras[ark.LAST_FRAME].startswith(fake.base_url)
     assert (tmp_path / "out.mp4").read_bytes()[4:8] == b"ftyp"
     (sent,) = fake.submits()
     assert sent.headers["authorization"] == f"Bearer {KEY}" and sent.headers["x-client-request-id"] == "video_abc"
@@ -348,7 +372,7 @@ def test_refusals_carry_the_vendor_code_and_the_client_field(fake: FakeArk) -> N
         caught: list[Exception] = []
         for req in (
             request(prompt=f"{INPUT_POLICY_TRIGGER} a cat"),
-            request(seconds=2, extras={"safety_identifier": "x" * 65}),
+            request(seconds=13),
         ):
             try:
                 await provider.submit(req, creds, task_id="video_x")
@@ -358,7 +382,7 @@ def test_refusals_carry_the_vendor_code_and_the_client_field(fake: FakeArk) -> N
 
     policy, bad = run(fake, work)
     assert policy.code == CONTENT_POLICY_VIOLATION and policy.upstream.code == INPUT_POLICY_CODE
-    assert bad.code is None and bad.param == "metadata.safety_identifier" and bad.upstream.code == "InvalidParameter"
+    assert bad.code is None and bad.param == "seconds" and bad.upstream.code == "InvalidParameter"
 
 
 def test_output_policy_failure(fake: FakeArk) -> None:

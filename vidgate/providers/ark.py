@@ -15,8 +15,9 @@ Decisions where the reference leaves room:
   - Only body fields are sent, never the old `--rs …` text commands (§1.5: "Send body fields").
   - `generate_audio` is always sent on the models that have it (the vendor's default is true; vidgate's is a
     silent video unless `audio` is asked for). Through a `model_map` to an `ep-…` endpoint the family is not
-    known here, and `generate_audio` goes only when audio is asked for. `duration` -1, `frames`, `draft`, `tools`, reference mode
-    (2.0's images/videos/audios) and `service_tier: flex` are not offered: each either has no price in seconds
+    known here, and `generate_audio` goes only when audio is asked for.
+  - Not offered: `duration` -1, `frames`, `draft`, `tools`, reference mode (2.0's reference images, videos and
+    audios: vidgate's inputs are first/last frames) and `service_tier: flex`; each either has no price in seconds
     or would change the price behind the tier's back (SPEC §3).
   - `execution_expires_after` is the model's deadline less EXPIRY_MARGIN_S, so Ark gives a task up (unbilled)
     before vidgate fails and refunds it.
@@ -38,7 +39,6 @@ import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,19 +49,22 @@ from PIL import Image, UnidentifiedImageError
 from vidgate.config import Settings
 from vidgate.errors import InvalidRequest, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    AUDIO,
     CONTENT_POLICY_VIOLATION,
     GENERATION_FAILED,
     UPSTREAM_CANCELLED,
+    WATERMARK,
     Credentials,
     MediaInput,
     Mode,
     ModelSpec,
+    Param,
     Progress,
     Provider,
     Submitted,
     VideoRequest,
 )
-from vidgate.providers.http import download_to, send
+from vidgate.providers.http import send
 
 NAME = "ark"
 # Failures read "Ark: OutputVideoSensitiveContentDetected: <its message>".
@@ -258,17 +261,29 @@ def family_of(model: str) -> Family | None:
     return _BY_NAME.get(model)
 
 
-def _keys(family: Family) -> frozenset[str]:
-    keys = {"seed", "watermark", "return_last_frame", "aspect_ratio", "safety_identifier", "resolution"}
+# Typed params (metadata.<name> on the OpenAI surface, parameters.<name> on the DashScope one).
+SEED = Param("int", low=-1, high=2**32 - 1, description="Random seed; -1 lets Ark pick one.")
+CAMERA_FIXED = Param("bool", description="Keep the camera still.")
+RETURN_LAST_FRAME = Param("bool", description="Also return the video's last frame (PNG) as an extra output.")
+SAFETY_IDENTIFIER = Param("string", high=64, description="A hash of your end user's id, for Ark's abuse checks.")
+
+
+def _params(family: Family) -> dict[str, Param]:
+    ratios = RATIOS if family.modes == {"t2v"} else (*RATIOS, "adaptive")
+    params = {
+        "seed": SEED,
+        "watermark": WATERMARK,
+        "return_last_frame": RETURN_LAST_FRAME,
+        "safety_identifier": SAFETY_IDENTIFIER,
+        "aspect_ratio": Param(
+            "string", choices=ratios, description="Overrides the size's ratio; adaptive follows the input image."
+        ),
+    }
     if family.camera_fixed:
-        keys.add("camera_fixed")
+        params["camera_fixed"] = CAMERA_FIXED
     if family.audio:
-        keys.add("audio")
-    if "i2v" in family.modes:
-        keys.add("img_url")
-    if "kf2v" in family.modes:
-        keys |= {"first_frame_url", "last_frame_url"}
-    return frozenset(keys)
+        params["audio"] = AUDIO
+    return params
 
 
 def _spec(family: Family) -> ModelSpec:
@@ -283,7 +298,7 @@ def _spec(family: Family) -> ModelSpec:
         tiers={tier: family.size_of(tier) for tier in family.tiers},
         default_size=family.size_of(family.default_tier),
         audio=family.audio,
-        metadata_keys=_keys(family),
+        params=_params(family),
         deadline_s=DEADLINE_S,
         poll_hint_ms=5000,
         price=family.price(),
@@ -308,7 +323,6 @@ _PARAMS = {
     "safety_identifier": "safety_identifier",
     "model": "model",
 }
-_PLAIN_FIELDS = ("seconds", "size", "resolution", "prompt", "model")
 
 
 def is_byteplus(base_url: str) -> bool:
@@ -421,13 +435,9 @@ def parse_task(data: Any) -> Progress:
         url = content.get("video_url") if isinstance(content, Mapping) else None
         if not isinstance(url, str) or not url:
             raise UpstreamTransient("Ark task succeeded without content.video_url")
-        usage = data.get("usage")
-        return Progress(
-            state="completed",
-            progress=100,
-            video_url=url,
-            usage=dict(usage) if isinstance(usage, Mapping) else {},
-        )
+        frame = content.get("last_frame_url") if isinstance(content, Mapping) else None
+        extras = {LAST_FRAME: frame} if isinstance(frame, str) and frame else {}
+        return Progress(state="completed", progress=100, video_url=url, extras=extras)
     if status == "failed":
         failure = failure_of(data.get("error"))
         return Progress.failed(CONTENT_POLICY_VIOLATION if is_policy(failure.code) else GENERATION_FAILED, failure)
@@ -437,12 +447,6 @@ def parse_task(data: Any) -> Progress:
         note = "the task expired before it finished (execution_expires_after)"
         return Progress.failed(GENERATION_FAILED, UpstreamFailure(VENDOR, "expired", note=note))
     raise UpstreamTransient(f"unknown Ark task status {status!r}")
-
-
-def last_frame_url(data: Any) -> str | None:
-    content = data.get("content") if isinstance(data, Mapping) else None
-    url = content.get("last_frame_url") if isinstance(content, Mapping) else None
-    return url if isinstance(url, str) and url else None
 
 
 def parse_error(status: int, body: Any) -> UpstreamRejected | UpstreamTransient:
@@ -460,13 +464,6 @@ def parse_error(status: int, body: Any) -> UpstreamRejected | UpstreamTransient:
     # 401/403 (our key, our balance), 404 (the model or endpoint is not open on this account), a closed endpoint,
     # 429 (rate or quota), 5xx, and anything unreadable: the channel's trouble, not the request's.
     return UpstreamTransient(text, status=status)
-
-
-def client_field(req: VideoRequest, name: str | None) -> str | None:
-    """The client's own field for one of our names."""
-    if name is None:
-        return None
-    return name if name in _PLAIN_FIELDS else f"metadata.{name}"
 
 
 def matches(item: Mapping[str, Any], body: Mapping[str, Any], *, since: float) -> bool:
@@ -498,9 +495,7 @@ class ArkProvider(Provider):
 
     name = NAME
     accepts_callback = True
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    default_base_url = DEFAULT_BASE_URL
 
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
@@ -508,11 +503,16 @@ class ArkProvider(Provider):
     def check(self, req: VideoRequest) -> None:
         """Refuse what the vendor refuses that the spec's generic checks cannot see."""
         family = family_of(req.model)
+        audio = req.input("audio")
+        if audio is not None:
+            # Seedance 2.0 takes audio only as a reference beside reference images, which vidgate does not offer.
+            raise InvalidRequest(f"{req.model} takes no driving audio on vidgate.", param=audio.field)
         if req.extras.get("aspect_ratio") == "adaptive" and req.mode == "t2v" and family and not family.modern:
+            field = req.field_of("aspect_ratio")
             raise InvalidRequest(
-                f"{req.model} takes aspect_ratio 'adaptive' only with an input image (text-to-video: one of "
-                f"{', '.join(RATIOS)}).",
-                param=client_field(req, "aspect_ratio"),
+                f"{field} 'adaptive' needs an input image on {req.model}; text-to-video takes one of: "
+                f"{', '.join(RATIOS)}.",
+                param=field,
             )
 
     @staticmethod
@@ -533,10 +533,10 @@ class ArkProvider(Provider):
         url = api_base(creds) + TASKS
         try:
             answer = await send(
-                self._http, "POST", url, headers=self._headers(creds, task_id), json=body, error=parse_error
+                self.http, "POST", url, headers=self._headers(creds, task_id), json=body, error=parse_error
             )
         except UpstreamRejected as exc:
-            field = client_field(req, exc.param)
+            field = req.field_of(exc.param) if exc.param else None
             raise UpstreamRejected(exc.message, code=exc.code, param=field, upstream=exc.upstream) from exc
         upstream = answer.get("id") if isinstance(answer, Mapping) else None
         if not isinstance(upstream, str) or not upstream:
@@ -556,7 +556,7 @@ class ArkProvider(Provider):
         url = api_base(creds) + TASKS
         for page in range(1, LIST_PAGES + 1):
             data = await send(
-                self._http,
+                self.http,
                 "GET",
                 url,
                 headers=self._headers(creds),
@@ -585,20 +585,18 @@ class ArkProvider(Provider):
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
         url = f"{api_base(creds)}{TASKS}/{upstream_id}"
         try:
-            data = await send(self._http, "GET", url, headers=self._headers(creds), error=parse_error)
+            data = await send(self.http, "GET", url, headers=self._headers(creds), error=parse_error)
         except UpstreamRejected as exc:
             # A refusal to read a task Ark itself named is no verdict on the task.
             raise UpstreamTransient(f"Ark task read refused: {exc}") from exc
-        progress = parse_task(data)
-        frame = last_frame_url(data)
-        return progress if frame is None else _with_extra(progress, LAST_FRAME, frame)
+        return parse_task(data)
 
     async def cancel(self, upstream_id: str, creds: Credentials) -> None:
         """DELETE: a queued task becomes `cancelled`; a running one cannot be cancelled (UpstreamRejected)."""
         url = f"{api_base(creds)}{TASKS}/{upstream_id}"
         # The answer is `{}` or empty (§1.3), which send() would take for garbage: read here.
         try:
-            response = await self._http.request("DELETE", url, headers=self._headers(creds))
+            response = await self.http.request("DELETE", url, headers=self._headers(creds))
         except httpx.HTTPError as exc:
             raise UpstreamTransient(f"Ark cancel: {exc.__class__.__name__}: {exc}") from exc
         if response.status_code == 404:
@@ -610,16 +608,7 @@ class ArkProvider(Provider):
                 body = response.text[:300]
             raise parse_error(response.status_code, body)
 
-    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
-        if not result.video_url:
-            raise UpstreamTransient("no video_url to download")
-        # TOS URLs are pre-signed: our key must not travel to them.
-        await download_to(self._http, result.video_url, dest, base_url=api_base(creds))
-
-
-def _with_extra(progress: Progress, name: str, url: str) -> Progress:
-    usage = {**progress.usage, name: url}
-    return replace(progress, usage=usage)
+    # download(): the base's. TOS result URLs are pre-signed and get no Authorization header.
 
 
 def _lookup_error(status: int, body: Any) -> Exception:
