@@ -386,6 +386,7 @@ class FakeArk(FakeUpstream):
                 data["status"] = "pending_review"
             if injected in ("cut", "lost_reply", "drop_reply"):
                 return CutConnection()
+            await self.after_work(injected)  # type: ignore[arg-type]
             return JSONResponse(data)
         except ArkError as err:
             return self._error(err)
@@ -426,6 +427,10 @@ class FakeArk(FakeUpstream):
         except InjectedFault as exc:
             if exc.response is not None:
                 return exc.response
+            if exc.kind in ("cut", "lost_reply", "drop_reply"):
+                return CutConnection()
+            if exc.kind == "not_found":
+                raise ArkError(404, "ResourceNotFound", "The specified resource is not found.") from None
         query = request.query_params
         page_num = self._int_query(query.get("page_num"), "page_num", 1)
         page_size = self._int_query(query.get("page_size"), "page_size", 10)
