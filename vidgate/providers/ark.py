@@ -357,7 +357,7 @@ def nearest_ratio(width: int, height: int) -> str:
 
 def image_url(item: MediaInput) -> str:
     """What goes in `image_url.url`: an http(s) URL as given, else a data URL with a lowercase format (§1.6)."""
-    if item.url and item.url.startswith(("http://", "https://", "asset://")):
+    if item.url and item.url.startswith(("http://", "https://")):
         return item.url
     if item.url and item.url.startswith("data:"):
         head, sep, data = item.url.partition(",")
