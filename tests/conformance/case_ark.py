@@ -21,8 +21,7 @@ BODY_KEYS = {"model", "content", "resolution", "ratio", "duration", "execution_e
 
 
 def make_fake() -> FakeArk:
-    # The suite sends small test images; Ark's 300 px floor is checked in tests/fakes/test_ark_fake.py.
-    return FakeArk(KEY, step_s=0.2, min_image_px=16)
+    return FakeArk(KEY, step_s=0.2)
 
 
 def channel_toml(fake: FakeUpstream, folder: Path) -> str:
@@ -53,7 +52,11 @@ def check_submit(call: Recorded, mode: str) -> None:
     allowed = BODY_KEYS | {"generate_audio", "seed", "watermark", "camera_fixed", "return_last_frame"}
     assert set(body) <= allowed | {"callback_url", "safety_identifier"}, set(body) - allowed
     text, *images = body["content"]
-    assert text["type"] == "text" and isinstance(text["text"], str) and text["text"]
+    prompt = "a lighthouse at dusk" if mode == "t2v" else "the waves roll in"
+    assert text == {"type": "text", "text": prompt}
+    assert body["resolution"] == "720p" and body["ratio"] == "16:9" and body["duration"] == 5
+    if family.audio:
+        assert body["generate_audio"] is False  # vidgate's default: a silent video, said outright
     if mode == "t2v":
         assert images == []
     else:
@@ -79,4 +82,7 @@ CASE = ProviderCase(
     lists=True,
     check_submit=check_submit,
     submit_path=TASKS_PATH,
+    t2v_args={"size": "1280x720", "seconds": "5"},
+    i2v_args={"size": "1248x704", "seconds": "5"},
+    dashscope_args={"size": "1280*720", "duration": 5},
 )
