@@ -12,11 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dashscope
 import httpx
 import pytest
+from dashscope import VideoSynthesis
 
 from tests.fakes.ark import INPUT_POLICY_CODE, INPUT_POLICY_TRIGGER, OUTPUT_POLICY_CODE, OUTPUT_POLICY_TRIGGER, FakeArk
-from tests.helpers import png_bytes
+from tests.helpers import Server, png_bytes, running_gateway
 from vidgate.errors import InvalidRequest, UpstreamRejected, UpstreamTransient
 from vidgate.providers import ark
 from vidgate.providers.base import CONTENT_POLICY_VIOLATION, GENERATION_FAILED, Credentials, MediaInput, VideoRequest
@@ -485,3 +487,49 @@ def test_callback_url_goes_in_the_body(fake: FakeArk) -> None:
 
     run(fake, work)
     assert fake.submits()[0].json["callback_url"] == "https://gw.example/callbacks/ark/video_c?sig=x"
+
+
+# -- through a running vidgate: what the shared conformance suite does not look at ------------------------------
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeArk, Server]]:
+    emulator = FakeArk(KEY, step_s=0.2)
+    channel = f'[[channels]]\nname = "ark-cn"\nprovider = "ark"\nbase_url = "{emulator.base_url}"\napi_key = "{KEY}"\n'
+    with emulator.running(), running_gateway(tmp_path_factory.mktemp("arkgw"), channel) as server:
+        yield emulator, server
+
+
+def test_the_last_frame_is_stored_and_served_as_an_extra_output(
+    gateway: tuple[FakeArk, Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream, server = gateway
+    upstream.reset()
+    monkeypatch.setattr(dashscope, "base_http_api_url", f"{server.url}/api/v1")
+    result = VideoSynthesis.call(
+        api_key=server.key("ark"), model=V15, prompt="a kite", size="720*1280", duration=4, return_last_frame=True
+    )
+    assert result.output.task_status == "SUCCEEDED", result
+    (sent,) = upstream.submits()
+    assert (sent.json["return_last_frame"], sent.json["ratio"], sent.json["duration"]) == (True, "9:16", 4)
+    frame = httpx.get(result.output.last_frame_url, timeout=10)
+    assert frame.status_code == 200 and frame.content[:4] == b"\x89PNG"
+    assert frame.content in upstream.files.values()  # the very bytes Ark served, kept by vidgate
+
+
+def test_a_queued_task_is_cancelled_upstream_with_delete(
+    gateway: tuple[FakeArk, Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream, server = gateway
+    upstream.reset()
+    upstream.step_s = 3600  # stays queued
+    monkeypatch.setattr(dashscope, "base_http_api_url", f"{server.url}/api/v1")
+    key = server.key("ark")
+    submitted = VideoSynthesis.async_call(api_key=key, model=PRO, prompt="never mind", size="1920*1088", duration=2)
+    assert submitted.status_code == 200, submitted
+    (task,) = upstream.tasks.values()
+    answer = VideoSynthesis.cancel(submitted.output.task_id, api_key=key)
+    assert answer.status_code == 200, answer
+    assert task.status == "cancelled" and len(upstream.calls(f"/tasks/{task.id}", method="DELETE")) == 1
+    fetched = VideoSynthesis.fetch(submitted.output.task_id, api_key=key)
+    assert fetched.output.task_status == "CANCELED"
