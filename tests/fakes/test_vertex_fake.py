@@ -151,6 +151,7 @@ def image() -> dict[str, str]:
         ("veo-3.0-generate-001", body(sampleCount=5), "sampleCount"),
         ("veo-3.0-generate-001", body(seed=-1), "seed"),
         ("veo-3.0-generate-001", body(personGeneration="allowAll"), "personGeneration"),
+        ("veo-3.0-generate-001", body(personGeneration="allow_all"), "needs allow-listing"),
         ("veo-3.0-generate-001", body(resolution="4k"), "resolution"),
         ("veo-3.0-generate-001", body(resizeMode="crop"), "image-to-video only"),
         ("veo-3.0-generate-001", body(webhook="x"), 'Unknown name "webhook"'),

@@ -121,6 +121,8 @@ class FakeVertex(FakeUpstream):
         self.projects = projects
         self.token_ttl_s = token_ttl_s
         self.accounts: dict[str, Account] = {}
+        # Projects allow-listed for personGeneration allow_all.
+        self.allow_all_projects: set[str] = set()
         self.tokens: dict[str, float] = {}  # access token -> expires at
         self.assertions: list[dict[str, Any]] = []  # verified claims of every token request
         self.polls_per_step = polls_per_step
@@ -288,7 +290,13 @@ class FakeVertex(FakeUpstream):
             raise GoogleError("INVALID_ARGUMENT", "parameters must be an object")
         check_fields("parameters", params, PARAMETERS)
         aspect, seconds = check_common(params, rules, used)
-        choice(params, "personGeneration", "allow_adult", ("dont_allow", "allow_adult", "allow_all"))
+        person = choice(params, "personGeneration", "allow_adult", ("dont_allow", "allow_adult", "allow_all"))
+        if person == "allow_all" and project not in self.allow_all_projects:
+            # §2.3: allow_all is for allow-listed projects only.
+            raise GoogleError(
+                "INVALID_ARGUMENT",
+                f"personGeneration allow_all is not allowed for project {project}; it needs allow-listing.",
+            )
         seed = params.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
             raise GoogleError("INVALID_ARGUMENT", "seed must be an integer from 0 to 4294967295")
