@@ -211,6 +211,9 @@ class FakeGemini(FakeUpstream):
         self.store.advance(op)
         if injected == "drop_reply":
             return fault_error("500").response()
+        late = await self.after_work(injected)
+        if late is not None:
+            return late
         return JSONResponse(self.render(op))
 
     def render(self, op: Operation) -> dict[str, Any]:

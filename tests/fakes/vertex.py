@@ -354,6 +354,9 @@ class FakeVertex(FakeUpstream):
                 return exc.response or fault_error("500").response()
         if injected == "drop_reply":
             return fault_error("500").response()
+        late = await self.after_work(injected)
+        if late is not None:
+            return late
         return JSONResponse(self.render(op))
 
     def render(self, op: Operation) -> dict[str, Any]:
