@@ -28,7 +28,9 @@ from vidgate.providers import veo
 from vidgate.providers.base import (
     NEGATIVE_PROMPT,
     Credentials,
+    Mode,
     ModelSpec,
+    Price,
     Progress,
     Provider,
     Submitted,
@@ -50,7 +52,7 @@ def _tiers(p720: str, p1080: str) -> dict[str, Decimal]:
     return {"720P": Decimal(p720), "1080P": Decimal(p1080)}
 
 
-def _model(name: str, modes: Any, full_hd: tuple[str, ...], price: Any, description: str) -> ModelSpec:
+def _model(name: str, modes: frozenset[Mode], full_hd: tuple[str, ...], price: Price, description: str) -> ModelSpec:
     return veo.spec(
         name,
         NAME,

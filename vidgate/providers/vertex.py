@@ -44,6 +44,7 @@ from vidgate.providers.base import (
     NEGATIVE_PROMPT,
     PROMPT_EXTEND,
     Credentials,
+    Mode,
     ModelSpec,
     Param,
     Progress,
@@ -75,10 +76,17 @@ _PARAMS_3 = {
 }
 
 
-def _model(
-    name: str, modes: Any, seconds: tuple[int, ...], full_hd: tuple[str, ...], price: Decimal, **kw: Any
-) -> ModelSpec:
-    return veo.spec(name, NAME, modes=modes, seconds=seconds, full_hd=full_hd, params=_PARAMS_3, price=price, **kw)
+def _model(name: str, modes: frozenset[Mode], full_hd: tuple[str, ...], price: Decimal, description: str) -> ModelSpec:
+    return veo.spec(
+        name,
+        NAME,
+        modes=modes,
+        seconds=(4, 6, 8),
+        full_hd=full_hd,
+        params=_PARAMS_3,
+        price=price,
+        description=description,
+    )
 
 
 # Prices, USD per second: Vertex AI pricing as a third party reported it (reference §2.5, [3P, U]; read
@@ -86,33 +94,10 @@ def _model(
 # Veo 3 Fast / 3.1 Fast $0.15 with audio (the figure before the April 2026 cut; no later Vertex figure is known);
 # Veo 2 $0.50 (no audio). 4k is not offered. Filtered outputs are not charged upstream; vidgate refunds failures.
 MODELS: tuple[ModelSpec, ...] = (
-    _model(
-        "veo-3.1-generate-001",
-        veo.ALL_MODES,
-        (4, 6, 8),
-        veo.SIZES_1080,
-        Decimal("0.40"),
-        description="Veo 3.1 (Vertex AI)",
-    ),
-    _model(
-        "veo-3.1-fast-generate-001",
-        veo.ALL_MODES,
-        (4, 6, 8),
-        veo.SIZES_1080,
-        Decimal("0.15"),
-        description="Veo 3.1 Fast (Vertex AI)",
-    ),
-    _model(
-        "veo-3.0-generate-001", veo.T2V_I2V, (4, 6, 8), ("1920x1080",), Decimal("0.40"), description="Veo 3 (Vertex AI)"
-    ),
-    _model(
-        "veo-3.0-fast-generate-001",
-        veo.T2V_I2V,
-        (4, 6, 8),
-        ("1920x1080",),
-        Decimal("0.15"),
-        description="Veo 3 Fast (Vertex AI)",
-    ),
+    _model("veo-3.1-generate-001", veo.ALL_MODES, veo.SIZES_1080, Decimal("0.40"), "Veo 3.1 (Vertex AI)"),
+    _model("veo-3.1-fast-generate-001", veo.ALL_MODES, veo.SIZES_1080, Decimal("0.15"), "Veo 3.1 Fast (Vertex AI)"),
+    _model("veo-3.0-generate-001", veo.T2V_I2V, ("1920x1080",), Decimal("0.40"), "Veo 3 (Vertex AI)"),
+    _model("veo-3.0-fast-generate-001", veo.T2V_I2V, ("1920x1080",), Decimal("0.15"), "Veo 3 Fast (Vertex AI)"),
     veo.spec(
         "veo-2.0-generate-001",
         NAME,
