@@ -161,6 +161,10 @@ def test_error_mapping() -> None:
     )
     assert isinstance(quota, UpstreamTransient) and quota.retry_after == 37.0
     assert isinstance(gemini.error_from(503, "<html>"), UpstreamTransient)
+    retired = gemini.error_from(
+        404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "models/x is not found"}}
+    )
+    assert isinstance(retired, UpstreamTransient) and retired.status == 404  # another channel may serve it
     assert isinstance(gemini.error_from(403, {"error": {"status": "PERMISSION_DENIED"}}), UpstreamTransient)
 
 

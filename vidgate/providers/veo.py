@@ -219,9 +219,10 @@ def error_from(vendor: str) -> Any:
         message = str(error.get("message") or "")
         failure = UpstreamFailure(vendor, name, message or None)
         reasons = {str(d.get("reason")) for d in error.get("details") or () if isinstance(d, Mapping)}
-        if status in (400, 404) and name in ("INVALID_ARGUMENT", "NOT_FOUND") and "API_KEY_INVALID" not in reasons:
+        if status == 400 and name == "INVALID_ARGUMENT" and "API_KEY_INVALID" not in reasons:
             return UpstreamRejected(failure.text(), param=param_of(message), upstream=failure)
-        # Auth, billing, quota and server trouble belong to this channel: another one may work.
+        # Auth, billing, quota and server trouble belong to this channel: another one may work. So does a
+        # NOT_FOUND model (Veo 3.0 is retired on the Gemini API while Vertex still serves it).
         return UpstreamTransient(failure.text(), status=status, retry_after=retry_after(error))
 
     return mapper

@@ -110,7 +110,6 @@ MODELS: tuple[ModelSpec, ...] = (
         description="Veo 2 (Vertex AI)",
     ),
 )
-_AUDIO = frozenset(spec.name for spec in MODELS if spec.audio)
 error_from = veo.error_from(VENDOR)
 
 
@@ -233,13 +232,8 @@ class AccessTokens:
 
 def build_body(req: VideoRequest, *, upstream_model: str = "", callback_url: str | None = None) -> dict[str, Any]:
     """The predictLongRunning body; Veo 3 asks for its soundtrack (see the module docstring)."""
-    if req.model in _AUDIO or upstream_model in _AUDIO:
-        req = _with_audio(req)
-    return veo.build_body(req, vertex=True)
-
-
-def _with_audio(req: VideoRequest) -> VideoRequest:
-    return replace(req, audio=True)
+    # req.model is the upstream id (a channel's model_map may name one MODELS does not list): Veo 2 has no audio.
+    return veo.build_body(replace(req, audio=not req.model.startswith("veo-2")), vertex=True)
 
 
 def model_path(project: str, location: str, model: str) -> str:
