@@ -158,6 +158,7 @@ def test_build_body(tmp_path: Path) -> None:
     image.write_bytes(png_bytes())
     first = MediaInput(role="first_frame", field="input_reference", path=image, mime="image/png")
     req = request(
+        model="veo-3.1-generate-001",
         mode="i2v",
         inputs=(first,),
         seed=42,
@@ -180,6 +181,19 @@ def test_build_body(tmp_path: Path) -> None:
     assert body["instances"][0]["image"]["mimeType"] == "image/png"
     veo2 = vertex.build_body(request(model="veo-2.0-generate-001", seconds=5))
     assert "generateAudio" not in veo2["parameters"] and "storageUri" not in veo2["parameters"]
+
+
+def test_shared_models_have_one_spec_on_both_surfaces() -> None:
+    from dataclasses import replace
+
+    from vidgate.providers import gemini
+
+    on_gemini = {spec.name: spec for spec in gemini.MODELS}
+    shared = [spec for spec in vertex.MODELS if spec.name in on_gemini]
+    assert [spec.name for spec in shared] == ["veo-3.0-generate-001", "veo-3.0-fast-generate-001"]
+    for spec in shared:
+        # Same modes, seconds, sizes, params and price: valid on one channel means valid on the other.
+        assert replace(spec, provider="gemini", description="") == replace(on_gemini[spec.name], description="")
 
 
 def test_model_of() -> None:

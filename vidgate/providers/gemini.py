@@ -26,7 +26,6 @@ from vidgate.config import Settings
 from vidgate.errors import UpstreamRejected, UpstreamTransient
 from vidgate.providers import veo
 from vidgate.providers.base import (
-    NEGATIVE_PROMPT,
     Credentials,
     Mode,
     ModelSpec,
@@ -42,10 +41,8 @@ NAME = "gemini"
 VENDOR = "Gemini API"
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
-_PARAMS = {
-    "negative_prompt": NEGATIVE_PROMPT,
-    "person_generation": veo.person_generation("allow_all", "allow_adult"),
-}
+# Every Gemini model takes what both surfaces take (seed is not sent here: see the docstring).
+_PARAMS = veo.SHARED_PARAMS
 
 
 def _tiers(p720: str, p1080: str) -> dict[str, Decimal]:

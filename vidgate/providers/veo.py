@@ -7,7 +7,8 @@ Decisions where §2 leaves room:
     more, so the narrower reading is kept). On the Gemini API 3.1 / 3.1 Lite take 1080p at 8 s only.
   - A model served by both surfaces (veo-3.0-generate-001, veo-3.0-fast-generate-001) gets the same spec on
     both, so a request routed to either (and failed over between them) is valid on both: the modes are the
-    ones both accept (Vertex lists no first+last frame for Veo 3.0, so neither declares kf2v there).
+    ones both accept (Vertex lists no first+last frame for Veo 3.0, so neither declares kf2v there), and so
+    are the params (SHARED_PARAMS: Vertex's seed and prompt_extend are not declared for Veo 3.0).
   - Veo 3+ always makes audio on the Gemini API; Vertex is sent `generateAudio: true` for the same output
     (and price) on both. An `audio_url` input is refused: Veo takes none.
   - Images go as `{"bytesBase64Encoded","mimeType"}` (the SDK's form; §2.2 notes the REST samples' other
@@ -29,6 +30,7 @@ from vidgate.errors import InvalidRequest, UpstreamFailure, UpstreamRejected, Up
 from vidgate.providers.base import (
     CONTENT_POLICY_VIOLATION,
     GENERATION_FAILED,
+    NEGATIVE_PROMPT,
     MediaInput,
     Mode,
     ModelSpec,
@@ -79,6 +81,14 @@ _PARAM_WORDS = (
 
 def person_generation(*choices: str) -> Param:
     return Param("string", choices=choices, description="Whether people may appear (Veo's personGeneration).")
+
+
+# What a model served by both surfaces takes on both (the Gemini API has no seed or enhancePrompt, and only
+# allow_all/allow_adult), so no value is accepted on one channel and dropped on the other after a failover.
+SHARED_PARAMS: Mapping[str, Param] = {
+    "negative_prompt": NEGATIVE_PROMPT,
+    "person_generation": person_generation("allow_all", "allow_adult"),
+}
 
 
 def spec(

@@ -83,7 +83,8 @@ def _model(name: str, modes: frozenset[Mode], full_hd: tuple[str, ...], price: D
         modes=modes,
         seconds=(4, 6, 8),
         full_hd=full_hd,
-        params=_PARAMS_3,
+        # Veo 3.0 is served by the Gemini API too: it takes only what both take (veo.SHARED_PARAMS).
+        params=veo.SHARED_PARAMS if name.startswith("veo-3.0") else _PARAMS_3,
         price=price,
         description=description,
     )
