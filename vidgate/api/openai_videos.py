@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
@@ -27,7 +28,7 @@ from vidgate.api.schemas import (
 from vidgate.engine import idempotency
 from vidgate.engine.normalize import RawCreate, Upload
 from vidgate.errors import InvalidRequest, NotFound, PayloadTooLarge
-from vidgate.providers.base import ModelSpec
+from vidgate.providers.base import ModelSpec, Price
 from vidgate.status import TaskStatus
 from vidgate.store import tasks as task_store
 from vidgate.store.tasks import TaskRow, TaskView
@@ -180,11 +181,13 @@ async def remix_video(video_id: str, request: Request, svc: ServicesDep, key: Ke
 @router.get("/models", response_model=ModelList, summary="List models", tags=["Models"])
 async def list_models(svc: ServicesDep, key: KeyDep) -> Response:
     """The models this key may use, with what each accepts."""
-    data = [model_object(spec) for spec in svc.registry.models() if key.may_use(spec.name)]
+    prices = svc.settings.prices
+    data = [model_object(spec, prices) for spec in svc.registry.models() if key.may_use(spec.name)]
     return json_response({"object": "list", "data": data})
 
 
-def model_object(spec: ModelSpec) -> dict[str, Any]:
+def model_object(spec: ModelSpec, prices: Mapping[str, Price]) -> dict[str, Any]:
+    price = prices.get(spec.name, spec.price)
     return {
         "id": spec.name,
         "object": "model",
@@ -199,9 +202,20 @@ def model_object(spec: ModelSpec) -> dict[str, Any]:
         "default_size": spec.default_size,
         "audio": spec.audio,
         "remix": spec.remix,
-        "metadata_keys": sorted(spec.metadata_keys),
+        "metadata_keys": sorted([*spec.media_keys(), *spec.params]),
+        "params": {name: param.describe() for name, param in sorted(spec.params.items())},
+        "price": price_json(price),
         "description": spec.description,
     }
+
+
+def price_json(price: Price | None) -> str | dict[str, str] | None:
+    """USD per second as decimal strings: one for every tier, or one per tier."""
+    if price is None:
+        return None
+    if isinstance(price, Mapping):
+        return {tier: str(value) for tier, value in price.items()}
+    return str(price)
 
 
 # -- request bodies -----------------------------------------------------------------------------------

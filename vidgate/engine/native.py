@@ -79,7 +79,7 @@ def to_request(body: Mapping[str, Any], spec: ModelSpec, *, passthrough: bool) -
         if key in params and not isinstance(params[key], bool):
             raise InvalidRequest(f"parameters.{key} must be true or false.", param=f"parameters.{key}")
     for key in _PARAM_EXTRAS:
-        if key in params and (passthrough or key not in _HINTS or key in spec.metadata_keys):
+        if key in params and (passthrough or key not in _HINTS or key in spec.params):
             metadata[key] = params[key]
     if not passthrough:
         known = {"prompt", *MEDIA_FIELDS, *_INPUT_EXTRAS, *SDK_ARTEFACTS}
@@ -102,7 +102,7 @@ def to_request(body: Mapping[str, Any], spec: ModelSpec, *, passthrough: bool) -
         )
     if passthrough:
         # Metadata checks apply to the translated form; forwarded keys are the upstream's to judge.
-        metadata = {k: v for k, v in metadata.items() if k in spec.metadata_keys or k in MEDIA_FIELDS}
+        metadata = {k: v for k, v in metadata.items() if k in spec.params or k in MEDIA_FIELDS}
     raw = RawCreate(
         prompt=inputs.get("prompt") if inputs.get("prompt") is not None else ("" if "t2v" not in spec.modes else None),
         seconds=params.get("duration"),

@@ -15,25 +15,10 @@ import orjson
 
 from vidgate import netguard
 from vidgate.errors import InvalidRequest
-from vidgate.providers.base import TIERS, MediaInput, Mode, ModelSpec, Role, VideoRequest, tier_of
+from vidgate.providers.base import MEDIA_KEYS, TIERS, MediaInput, Mode, ModelSpec, VideoRequest, tier_of
 
 MAX_PROMPT = 32_000
-# Every metadata key vidgate knows (SPEC §3); each model takes a subset.
-METADATA_KEYS = frozenset(
-    {
-        "img_url", "first_frame_url", "last_frame_url", "audio_url", "negative_prompt", "seed", "watermark",
-        "prompt_extend", "audio", "template", "mode", "cfg_scale", "aspect_ratio", "camera_control",
-        "movement_amplitude", "bgm", "resolution",
-    }
-)  # fmt: skip
-_MEDIA_KEYS: dict[str, Role] = {
-    "img_url": "first_frame",
-    "first_frame_url": "first_frame",
-    "last_frame_url": "last_frame",
-    "audio_url": "audio",
-}
-_BOOL_KEYS = frozenset({"watermark", "prompt_extend", "audio", "bgm"})
-_STR_KEYS = frozenset({"negative_prompt", "template", "mode", "aspect_ratio", "movement_amplitude"})
+_MEDIA_KEYS = MEDIA_KEYS
 # WxH, W*H, and the multiplication sign; ASCII digits only (int() also reads "١٢٨", and `\d` matches it).
 _SIZE = re.compile(r"^\s*([0-9]{2,5})\s*[xX*\u00d7]\s*([0-9]{2,5})\s*$")
 _TIER = re.compile(r"^\s*(480|720|1080)\s*[pP]\s*$")
@@ -219,15 +204,10 @@ def build_request(raw: RawCreate, spec: ModelSpec, *, prompt_required: bool = Tr
     """Validate everything the client sent against the model; nothing is stored or sent yet."""
     prompt = parse_prompt(raw.prompt, required=prompt_required)
     metadata = parse_metadata(raw.metadata)
-    unknown = sorted(set(metadata) - METADATA_KEYS)
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown metadata key '{unknown[0]}'. Known keys: {', '.join(sorted(METADATA_KEYS))}.",
-            param=f"metadata.{unknown[0]}",
-        )
-    unusable = sorted(set(metadata) - spec.metadata_keys)
+    taken = [*spec.media_keys(), *spec.params, *(["resolution"] if spec.tiers else [])]
+    unusable = sorted(set(metadata) - set(taken))
     if unusable:
-        accepted = ", ".join(sorted(spec.metadata_keys)) or "none"
+        accepted = ", ".join(sorted(taken)) or "none"
         raise InvalidRequest(
             f"metadata.{unusable[0]} is not supported by {spec.name}; it accepts: {accepted}.",
             param=f"metadata.{unusable[0]}",
@@ -237,7 +217,7 @@ def build_request(raw: RawCreate, spec: ModelSpec, *, prompt_required: bool = Tr
     width, height, tier = parse_size(raw.size, resolution, spec)
     inputs = _inputs(parse_reference(raw.input_reference), metadata)
     mode = _mode(inputs, spec)
-    extras = _extras(metadata)
+    extras = _extras(metadata, spec)
     audio = bool(extras.pop("audio", False)) or any(item.role == "audio" for item in inputs)
     if audio and not spec.audio:
         param = "metadata.audio_url" if "audio_url" in metadata else "metadata.audio"
@@ -297,23 +277,10 @@ def _mode(inputs: list[MediaInput], spec: ModelSpec) -> Mode:
     )
 
 
-def _extras(metadata: Mapping[str, Any]) -> dict[str, Any]:
+def _extras(metadata: Mapping[str, Any], spec: ModelSpec) -> dict[str, Any]:
     extras: dict[str, Any] = {}
     for key, value in metadata.items():
-        if key in _MEDIA_KEYS:
+        if key in _MEDIA_KEYS or key == "resolution":
             continue
-        param = f"metadata.{key}"
-        if key in _BOOL_KEYS and not isinstance(value, bool):
-            raise InvalidRequest(f"{param} must be true or false.", param=param, code="invalid_type")
-        if key in _STR_KEYS and not isinstance(value, str):
-            raise InvalidRequest(f"{param} must be a string.", param=param, code="invalid_type")
-        if key == "seed" and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31 - 1):
-            raise InvalidRequest(f"{param} must be an integer from 0 to 2147483647.", param=param)
-        if key == "cfg_scale" and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
-        ):
-            raise InvalidRequest(f"{param} must be a number from 0 to 1.", param=param)
-        if key == "camera_control" and not isinstance(value, Mapping):
-            raise InvalidRequest(f"{param} must be an object.", param=param, code="invalid_type")
-        extras[key] = value
+        extras[key] = spec.params[key].check(value, f"metadata.{key}", spec.name)
     return extras

@@ -253,7 +253,7 @@ class Poller:
             return
         thumbnail, sprites = folder / "thumbnail.webp", folder / "spritesheet.jpg"
         try:
-            await provider.download_previews(row.upstream_id or "", creds, folder)
+            await provider.download_previews(progress, row.upstream_id or "", creds, folder)
         except ProviderError as exc:
             log.info("task %s: upstream previews unavailable (%s); making our own", row.id, exc)
         await asyncio.to_thread(_previews, video, thumbnail, sprites)
