@@ -72,3 +72,18 @@ def test_gemini_503_fails_over_to_vertex(gw: Server, fakes: tuple[FakeGemini, Fa
     (op,) = cloud.store.ops.values()
     assert data == op.videos[0]  # the very bytes Vertex sent inline, stored and served back
     assert mp4_facts(data).width == 160
+
+
+def test_cut_gemini_reply_is_a_possible_orphan_never_resent(gw: Server, fakes: tuple[FakeGemini, FakeVertex]) -> None:
+    google, cloud = fakes
+    google.faults.clear()
+    google.faults.queue("submit", "cut")  # Gemini makes the operation, the reply is lost: it cannot be looked up
+    before_google, before_cloud = len(google.calls(":predictLongRunning")), len(cloud.store.ops)
+    with OpenAI(base_url=f"{gw.url}/v1", api_key=gw.key("veo-cut"), max_retries=0) as client:
+        video = client.videos.create(model=MODEL, prompt="a harbour at dawn", seconds="4", size="1280x720")  # type: ignore[arg-type]
+        video = finish(client, video.id)
+    assert video.status == "completed"
+    # Asked once and never again (Gemini has no list: no blind resend); the task went to Vertex.
+    assert len(google.calls(":predictLongRunning")) == before_google + 1
+    assert len(google.store.ops) == 1  # the possible orphan, left upstream
+    assert len(cloud.store.ops) == before_cloud + 1
