@@ -279,7 +279,7 @@ def from_settings(settings: Settings, http: httpx.AsyncClient) -> VertexProvider
     for channel in settings.channels:
         if channel.provider != NAME:
             continue
-        extra = getattr(channel, "extra", {}) or {}
+        extra = channel.extra
         missing = sorted(key for key in CHANNEL_KEYS if not extra.get(key))
         if missing:
             raise ConfigError(f"channel {channel.name}: vertex needs {', '.join(missing)}")
