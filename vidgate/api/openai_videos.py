@@ -39,6 +39,8 @@ _TEXT_FIELDS = ("prompt", "model", "seconds", "size", "resolution", "metadata")
 # Remix and other small JSON or form bodies.
 SMALL_BODY_BYTES = 1024 * 1024
 _BRACKET = re.compile(r"^input_reference\[(image_url|file_id)\]$")
+# extra_body={"metadata": {...}} as the SDK flattens it into a multipart form: metadata[key]=value.
+_METADATA_ITEM = re.compile(r"^metadata\[([A-Za-z0-9_]{1,64})\]$")
 IDEMPOTENCY_HEADER: dict[str, Any] = {
     "name": idempotency.HEADER,
     "in": "header",
@@ -273,15 +275,34 @@ async def _raw_from_form(request: Request, svc: ServicesDep, limit: int) -> RawC
         _refuse_repeated(form)
         for name, value in form.multi_items():
             if name in _TEXT_FIELDS:
+                if name == "metadata" and isinstance(raw.metadata, dict):
+                    raise InvalidRequest("metadata is given both whole and key by key; send one.", param="metadata")
                 setattr(raw, name, value if isinstance(value, str) else None)
             elif name == "input_reference":
                 raw.input_reference = await _save_upload(value, svc, limit) if isinstance(value, UploadFile) else value
             elif (match := _BRACKET.match(name)) and isinstance(value, str):
                 # extra_body={"input_reference": {...}} arrives flattened in bracket style.
                 raw.input_reference = {match.group(1): value}
+            elif (match := _METADATA_ITEM.match(name)) and isinstance(value, str):
+                if raw.metadata not in (None, "") and not isinstance(raw.metadata, dict):
+                    raise InvalidRequest("metadata is given both whole and key by key; send one.", param="metadata")
+                raw.metadata = {**(raw.metadata or {}), match.group(1): _form_value(value)}
+            elif name.startswith("metadata["):
+                raise InvalidRequest(
+                    f"{name}: nested metadata cannot be read from a form; send metadata as a JSON string.",
+                    param="metadata",
+                )
     finally:
         await form.close()
     return raw
+
+
+def _form_value(text: str) -> Any:
+    """A flattened metadata value: the JSON it spells (7, true, {"a": 1}) or else the text itself."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def _refuse_repeated(form: Any) -> None:

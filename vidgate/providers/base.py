@@ -428,6 +428,10 @@ class Provider(ABC):
             raise UpstreamTransient(f"{self.name}: the finished task has no video to download")
         await download_to(self.http, result.video_url, dest, base_url=self.base_url(creds))
 
+    async def download_extra(self, name: str, url: str, creds: Credentials, dest: Path) -> None:
+        """Store one extra output (Progress.extras) at `dest`, fetched like the video."""
+        await download_to(self.http, url, dest, base_url=self.base_url(creds))
+
     async def download_previews(
         self, result: Progress, upstream_id: str, creds: Credentials, folder: Path
     ) -> dict[str, Path]:

@@ -186,7 +186,14 @@ def media_value(item: MediaInput) -> str:
 def build_body(req: VideoRequest) -> dict[str, Any]:
     """The DashScope body for a request: a native body verbatim (model rewritten), or a translation."""
     if req.native is not None:
-        return {**req.native, "model": req.model}
+        # Verbatim but for the model (a channel's map) and the media, which travel as inputs: each goes back
+        # under the field it came in (input.img_url -> img_url), a stored file as a data URI made now.
+        native_inputs = req.native.get("input")
+        media = dict(native_inputs) if isinstance(native_inputs, Mapping) else {}
+        for item in req.inputs:
+            key = item.field.removeprefix("input.") if item.field.startswith("input.") else _INPUT_FIELD[item.role]
+            media[key] = media_value(item)
+        return {**req.native, "model": req.model, "input": media}
     spec = _BY_NAME.get(req.model)
     mode = req.mode
     inputs: dict[str, Any] = {"prompt": req.prompt}
