@@ -133,11 +133,12 @@ class FakeVertex(FakeUpstream):
         self.accounts[email] = Account(email, key_id, public_key)
 
     def reset(self) -> None:
+        """Forget requests, operations and faults. Tokens handed out stay valid (a gateway holding one keeps
+        using it, as against Google); `expire_tokens()` ends them."""
         self.history.clear()
         self.faults.clear()
         self.store.ops.clear()
         self.store.polls_per_step = self.polls_per_step
-        self.tokens.clear()
         self.assertions.clear()
         self.token_ttl_s = 3599
 
