@@ -6,7 +6,6 @@ import base64
 from pathlib import Path
 
 from tests.conformance.harness import ProviderCase
-
 from tests.fakes.base import FakeUpstream, Recorded
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.veo import FILTER_TRIGGER

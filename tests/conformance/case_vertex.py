@@ -7,7 +7,6 @@ import base64
 from pathlib import Path
 
 from tests.conformance.harness import ProviderCase
-
 from tests.fakes.base import FakeUpstream, Recorded
 from tests.fakes.veo import FILTER_TRIGGER
 from tests.fakes.vertex import FakeVertex, make_service_account
