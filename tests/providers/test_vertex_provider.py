@@ -349,11 +349,15 @@ def test_from_settings_checks_channel_keys(tmp_path: Path, key_file: Path) -> No
         path.write_text(f'media_dir = "{tmp_path}/m"\n[[channels]]\nname = "v"\nprovider = "vertex"\n{extra}\n')
         return load_settings(path)
 
-    good = f'service_account_file = "{key_file}"\nproject = "p"\nlocation = "us-central1"'
+    good = f'service_account_file = "{key_file}"\nproject = "proj-test"\nlocation = "us-central1"'
     provider = vertex.from_settings(settings(good), httpx.AsyncClient())
     assert provider.channel_keys == {"service_account_file", "project", "location"}
     with pytest.raises(ConfigError, match="vertex needs location, project"):
         vertex.from_settings(settings(f'service_account_file = "{key_file}"'), httpx.AsyncClient())
+    with pytest.raises(ConfigError, match=r"location 'evil\.example\.com/x' is not a Google Cloud location id"):
+        vertex.from_settings(settings(good.replace("us-central1", "evil.example.com/x")), httpx.AsyncClient())
+    with pytest.raises(ConfigError, match="project 'P' is not"):
+        vertex.from_settings(settings(good.replace('project = "proj-test"', 'project = "P"')), httpx.AsyncClient())
     with pytest.raises(ConfigError, match="cannot be read"):
         vertex.from_settings(settings(good.replace(str(key_file), str(tmp_path / "none.json"))), httpx.AsyncClient())
     cred = Credentials(channel="v", extra={"location": "europe-west4"})

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -66,6 +67,8 @@ MAX_KEY_FILE_BYTES = 64 * 1024
 MAX_OPERATION_BYTES = 256 * 1024**2
 TIMEOUT_S = 60.0
 CHANNEL_KEYS = frozenset({"service_account_file", "project", "location"})
+_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]|[a-z0-9.-]+:[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_LOCATION = re.compile(r"[a-z]+(-[a-z0-9]+)+|global")
 
 SEED = Param("int", low=0, high=2**32 - 1, description="Random seed (uint32); not reproducible with prompt_extend.")
 _PARAMS_3 = {
@@ -283,6 +286,10 @@ def from_settings(settings: Settings, http: httpx.AsyncClient) -> VertexProvider
         missing = sorted(key for key in CHANNEL_KEYS if not extra.get(key))
         if missing:
             raise ConfigError(f"channel {channel.name}: vertex needs {', '.join(missing)}")
+        # Both go into the URL (the location into the host name): Google's own spellings only.
+        for key, pattern in (("project", _PROJECT), ("location", _LOCATION)):
+            if not pattern.fullmatch(extra[key]):
+                raise ConfigError(f"channel {channel.name}: {key} {extra[key]!r} is not a Google Cloud {key} id")
         try:
             ServiceAccount.load(extra["service_account_file"])
         except ValueError as exc:
