@@ -14,6 +14,12 @@ from tests.fakes.vertex import FakeVertex, make_service_account
 PROJECT, LOCATION = "proj-test", "us-central1"
 
 
+def make_fake() -> FakeVertex:
+    fake = FakeVertex()
+    fake.extra_fields = True  # answers carry fields the adapter does not know
+    return fake
+
+
 def channel_toml(fake: FakeUpstream, folder: Path) -> str:
     assert isinstance(fake, FakeVertex)
     key_file = folder / "vertex-sa.json"
@@ -54,7 +60,7 @@ def check_submit(entry: Recorded, mode: str) -> None:
 
 CASE = ProviderCase(
     provider="vertex",
-    make_fake=FakeVertex,
+    make_fake=make_fake,
     channel_toml=channel_toml,
     t2v_model="veo-3.1-fast-generate-001",
     i2v_model="veo-3.0-generate-001",

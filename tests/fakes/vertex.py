@@ -121,6 +121,8 @@ class FakeVertex(FakeUpstream):
         self.projects = projects
         self.token_ttl_s = token_ttl_s
         self.accounts: dict[str, Account] = {}
+        # Operations carry fields the docs do not show (as live answers do); off to compare exact bodies.
+        self.extra_fields = False
         # Projects allow-listed for personGeneration allow_all.
         self.allow_all_projects: set[str] = set()
         self.tokens: dict[str, float] = {}  # access token -> expires at
@@ -362,6 +364,12 @@ class FakeVertex(FakeUpstream):
 
     def render(self, op: Operation) -> dict[str, Any]:
         data: dict[str, Any] = {"name": op.name, "done": op.done}
+        if self.extra_fields:
+            # Fields no documented Operation has: an adapter must read past them.
+            data["metadata"] = {
+                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.GenericOperationMetadata",
+                "partialFailures": [],
+            }
         if not op.done:
             return data
         if op.outcome == "error":
