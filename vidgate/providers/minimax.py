@@ -380,8 +380,9 @@ _PARAM_WORDS = (
 
 
 def param_of(message: str) -> str | None:
-    """What a MiniMax parameter message is about, if it names it."""
-    return next((name for word, name in _PARAM_WORDS if re.search(rf"\b{word}", message)), None)
+    """What a MiniMax parameter message is about: the first field it names, if any."""
+    hits = [(match.start(), name) for word, name in _PARAM_WORDS if (match := re.search(rf"\b{word}", message))]
+    return min(hits)[1] if hits else None
 
 
 def error_from(status: int, body: Any) -> UpstreamRejected | UpstreamTransient:
