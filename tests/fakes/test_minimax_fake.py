@@ -244,7 +244,7 @@ def test_v1_callback_challenge_then_status_updates(fake: FakeMiniMax, client: ht
         wait_for(lambda: len(receiver.history) >= 4)
         updates = [entry.json for entry in receiver.history[1:]]
         assert [u["status"] for u in updates] == ["processing", "processing", "success"]
-        assert updates[-1]["file_id"] == fake.tasks[task_id].file_id.__str__()
+        assert updates[-1]["file_id"] == str(fake.tasks[task_id].file_id)
         assert updates[-1]["base_resp"]["status_code"] == 0 and updates[-1]["task_id"] == task_id
 
 

@@ -52,6 +52,7 @@ from vidgate.errors import InvalidRequest, UpstreamFailure, UpstreamRejected, Up
 from vidgate.providers.base import (
     CONTENT_POLICY_VIOLATION,
     GENERATION_FAILED,
+    UPSTREAM_CANCELLED,
     UPSTREAM_TASK_LOST,
     WATERMARK,
     Credentials,
@@ -62,6 +63,7 @@ from vidgate.providers.base import (
     Price,
     Progress,
     Provider,
+    Role,
     Submitted,
     UpstreamState,
     VideoRequest,
@@ -232,6 +234,7 @@ _BY_NAME = {spec.name: spec for spec in MODELS}
 # -- pure: request → body ------------------------------------------------------------------------------------
 
 
+_FRAMES: tuple[Role, ...] = ("first_frame", "last_frame")
 _V2_MODEL = re.compile(r"^MiniMax-H\d")
 
 
@@ -457,7 +460,7 @@ def parse_v2_task(task: Any) -> Progress:
         policy = str(code) in {str(c) for c in POLICY_CODES} or bool(_POLICY_TEXT.search(message))
         return Progress.failed(CONTENT_POLICY_VIOLATION if policy else GENERATION_FAILED, said)
     if status == "cancelled":
-        return Progress.failed("cancelled", UpstreamFailure(VENDOR, "cancelled"), state="cancelled")
+        return Progress.failed(UPSTREAM_CANCELLED, UpstreamFailure(VENDOR, "cancelled"), state="cancelled")
     raise UpstreamTransient(f"unknown MiniMax V2 task status {status!r}")
 
 
@@ -705,7 +708,8 @@ def check_camera(commands: str, field: str) -> None:
 
 def _client_param(name: str | None, req: VideoRequest) -> str | None:
     """The client's own field for what a refusal is about."""
-    if name in ("first_frame", "last_frame"):
-        item = req.input(name)
-        return item.field if item else None
+    for role in _FRAMES:
+        if name == role:
+            item = req.input(role)
+            return item.field if item else None
     return req.field_of(name) if name else None
