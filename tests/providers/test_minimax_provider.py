@@ -543,3 +543,25 @@ async def test_v2_cancel_and_errors(upstream: FakeMiniMax) -> None:
         upstream.faults.queue("poll", "503")
         with pytest.raises(UpstreamTransient):
             await provider.poll(running, creds(upstream))
+
+
+async def test_v2_find_pages_back_to_the_attempt(upstream: FakeMiniMax, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(minimax, "FIND_PAGE_SIZE", 2)
+    req = request(model="MiniMax-H3", seconds=11)
+    async with httpx.AsyncClient(trust_env=False) as http:
+        provider = minimax.MiniMaxProvider(http)
+        since = time.time()
+        upstream.faults.queue("submit", "cut")
+        with pytest.raises(UpstreamTransient):
+            await provider.submit(req, creds(upstream), task_id="video_lost")
+        for n in range(5):  # newer tasks of other shapes push ours to the third page; a full page asks for the next
+            await provider.submit(request(model="MiniMax-H3", seconds=4 + n), creds(upstream), task_id=f"o{n}")
+        found = await provider.find(req, creds(upstream), task_id="video_lost", since=since)
+    lost_task = next(t for t in upstream.tasks.values() if t.duration == 11)
+    assert found == [f"v2:{lost_task.task_id}"]
+    assert [c.query["page_num"] for c in upstream.calls("/v2/query/video_generation", method="GET")] == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]

@@ -106,6 +106,7 @@ H3_RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 # A lost create is looked for among tasks created from this long before vidgate's attempt (clock skew).
 FIND_SKEW_S = 120
 FIND_PAGE_SIZE = 50
+FIND_MAX_PAGES = 10
 # Bodies we read on the callback route: a challenge is a short token.
 MAX_CHALLENGE_BODY = 4096
 
@@ -630,17 +631,22 @@ class MiniMaxProvider(Provider):
         if not is_v2(req.model):
             return await super().find(req, creds, task_id=task_id, since=since, remix_of=remix_of)
         body = _shape_only(req)
-        params = {"page_num": "1", "page_size": str(FIND_PAGE_SIZE), "filter.model": req.model}
-        try:
-            answer = await self._get("/v2/query/video_generation", creds, params=params)
-        except UpstreamRejected as exc:
-            raise UpstreamTransient(f"MiniMax list refused: {exc}") from exc
-        items = answer.get("items")
-        if not isinstance(items, list):
-            raise UpstreamTransient("MiniMax list answer without items")
-        found = [
-            item for item in items if isinstance(item, Mapping) and matches(item, body, since=since) and item.get("id")
-        ]
+        found: list[Mapping[str, Any]] = []
+        # Newest first [U]: page on until a page reaches back before the attempt, or runs out.
+        for page in range(1, FIND_MAX_PAGES + 1):
+            params = {"page_num": str(page), "page_size": str(FIND_PAGE_SIZE), "filter.model": req.model}
+            try:
+                answer = await self._get("/v2/query/video_generation", creds, params=params)
+            except UpstreamRejected as exc:
+                raise UpstreamTransient(f"MiniMax list refused: {exc}") from exc
+            items = answer.get("items")
+            if not isinstance(items, list):
+                raise UpstreamTransient("MiniMax list answer without items")
+            tasks = [item for item in items if isinstance(item, Mapping) and item.get("id")]
+            found += [item for item in tasks if matches(item, body, since=since)]
+            times = [t["created_at"] for t in tasks if isinstance(t.get("created_at"), int | float)]
+            if len(items) < FIND_PAGE_SIZE or (times and min(times) < since - FIND_SKEW_S):
+                break
         # Closest to the attempt first.
         found.sort(key=lambda item: abs(float(item["created_at"]) - since))
         return [f"v2:{item['id']}" for item in found]
