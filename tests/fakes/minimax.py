@@ -401,10 +401,6 @@ class FakeMiniMax(FakeUpstream):
                 raise invalid(f"{name} must be a boolean")
         if "fast_pretreatment" in body and model not in HAILUO:
             raise invalid(f"fast_pretreatment is not supported by {model}")
-        if body.get("fast_pretreatment") and body.get("prompt_optimizer") is False:
-            # ASSUMPTION: fast_pretreatment shortens the prompt optimizer's pass, so without the optimizer it
-            # is refused (the vendor's behaviour is not documented; vidgate passes the pair on unchecked).
-            raise invalid("fast_pretreatment needs prompt_optimizer")
         allowed = V1_RESOLUTIONS[model]
         resolution = body.get("resolution", allowed[0])
         if resolution not in allowed:

@@ -134,10 +134,6 @@ def test_v2_auth_errors_are_http_401(fake: FakeMiniMax) -> None:
         ({"model": "MiniMax-Hailuo-2.3", "prompt": "x" * 2001}, "2000"),
         ({"model": "MiniMax-Hailuo-2.3", "prompt": "x", "prompt_optimizer": "yes"}, "prompt_optimizer"),
         ({"model": "T2V-01-Director", "prompt": "x", "fast_pretreatment": True}, "fast_pretreatment"),
-        (
-            {"model": "MiniMax-Hailuo-02", "prompt": "x", "fast_pretreatment": True, "prompt_optimizer": False},
-            "needs prompt_optimizer",
-        ),
         ({"model": "T2V-01-Director", "prompt": "[Pan left,Spin around] a cat"}, "Spin around"),
         ({"model": "T2V-01-Director", "prompt": "[Pan left,Push in,Zoom in,Shake] a cat"}, "at most 3"),
         ({"model": "S2V-01", "prompt": "x"}, "subject_reference"),

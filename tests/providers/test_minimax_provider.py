@@ -462,17 +462,20 @@ async def test_submit_poll_download(upstream: FakeMiniMax, model: str, tmp_path:
     assert create.headers["authorization"] == f"Bearer {KEY}"
 
 
-async def test_v1_refusals_and_auth(upstream: FakeMiniMax) -> None:
+async def test_v1_refusals_and_auth(upstream: FakeMiniMax, tmp_path: Path) -> None:
     async with httpx.AsyncClient(trust_env=False) as http:
         provider = minimax.MiniMaxProvider(http)
         with pytest.raises(UpstreamRejected) as policy:
             await provider.submit(request(prompt="FORBIDDEN"), creds(upstream), task_id="v")
         assert policy.value.code == CONTENT_POLICY_VIOLATION and "1026" in policy.value.message
-        bad = request(model="MiniMax-Hailuo-02", extras={"fast_pretreatment": True, "prompt_optimizer": False})
+        # An image too small for MiniMax (vidgate does not judge pixels): refused with 2013, naming the field.
+        tiny = tmp_path / "tiny.png"
+        tiny.write_bytes(png_bytes(64, 64))
+        image = MediaInput(role="first_frame", field="metadata.img_url", path=tiny, mime="image/png")
         with pytest.raises(UpstreamRejected) as refused:
-            await provider.submit(bad, creds(upstream), task_id="v")
+            await provider.submit(request(mode="i2v", inputs=(image,)), creds(upstream), task_id="v")
         assert refused.value.upstream is not None and refused.value.upstream.code == "2013"
-        assert refused.value.param == "metadata.fast_pretreatment"
+        assert refused.value.param == "metadata.img_url" and "300px" in refused.value.message
         with pytest.raises(UpstreamTransient, match="2049"):
             await provider.submit(request(), creds(upstream, "sk-api-wrong"), task_id="v")
     assert upstream.tasks == {}
