@@ -4,6 +4,7 @@ vidgate is the conformance case (tests/conformance/case_minimax*.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Iterator
@@ -14,7 +15,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
+from tests.fakes.base import FakeUpstream
 from tests.fakes.minimax import FakeMiniMax
 from tests.helpers import png_bytes
 from vidgate.errors import InvalidRequest, NotSupported, UpstreamRejected, UpstreamTransient
@@ -568,3 +573,41 @@ async def test_v2_find_pages_back_to_the_attempt(upstream: FakeMiniMax, monkeypa
         "3",
         "4",
     ]
+
+
+class CallbackRoute(FakeUpstream):
+    """Stands in for vidgate's callback route: answers with callback_challenge(), else 200 {}."""
+
+    name = "callback-route"
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/callbacks/minimax/{task_id}", self._receive, methods=["POST"])]
+
+    async def _receive(self, request: Request) -> Response:
+        entry = await self.record(request)
+        answer = minimax.callback_challenge(entry.body)
+        return JSONResponse(answer if answer is not None else {})
+
+
+async def test_callback_challenge_passes_minimax_handshake(upstream: FakeMiniMax) -> None:
+    route = CallbackRoute()
+    with route.running():
+        url = f"{route.base_url}/callbacks/minimax/video_1?sig=abc"
+        async with httpx.AsyncClient(trust_env=False) as http:
+            provider = minimax.MiniMaxProvider(http)
+            upstream_id = (
+                await provider.submit(request(), creds(upstream), task_id="video_1", callback_url=url)
+            ).upstream_id
+            task = upstream.tasks[upstream_id.removeprefix("v1:")]
+            assert task.body["callback_url"] == url
+            deadline = time.monotonic() + 5
+            while not task.callback_verified:
+                assert time.monotonic() < deadline, "the handshake did not complete"
+                await asyncio.sleep(0.02)
+            await run_to_end(provider, upstream_id, creds(upstream))
+            while len(route.history) < 4:
+                assert time.monotonic() < deadline + 5, "status updates did not arrive"
+                await asyncio.sleep(0.02)
+    statuses = [entry.json["status"] for entry in route.history[1:]]
+    assert statuses == ["processing", "processing", "success"]
+    assert all(entry.query["sig"] == "abc" for entry in route.history)
