@@ -57,6 +57,7 @@ SPEC = ModelSpec(
     default_seconds=4,
     sizes=("1280x720",),
     default_size="1280x720",
+    price=Decimal(0),
 )
 
 
@@ -102,7 +103,9 @@ class Scripted(Provider):
         self.made.setdefault(channel, []).append(upstream_id)
         return upstream_id
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         self.calls.append(("submit", creds.channel))
         outcome = self.script[creds.channel].pop(0)
         if outcome == "429":
