@@ -611,3 +611,24 @@ async def test_callback_challenge_passes_minimax_handshake(upstream: FakeMiniMax
     statuses = [entry.json["status"] for entry in route.history[1:]]
     assert statuses == ["processing", "processing", "success"]
     assert all(entry.query["sig"] == "abc" for entry in route.history)
+
+
+def test_content_part_names_the_item_a_v2_message_is_about() -> None:
+    body = {"content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {}, "role": "last_frame"}]}
+    assert minimax.content_part("content[1].image_url.url short side must be at least 256px", body) == "last_frame"
+    assert minimax.content_part("content[0].text must be a non-empty string", body) == "prompt"
+    assert minimax.content_part("content[7].role is wrong", body) is None
+    assert minimax.content_part("duration must be an integer from 4 to 15", body) is None
+
+
+async def test_v2_refusal_names_the_clients_field(upstream: FakeMiniMax, tmp_path: Path) -> None:
+    tiny = tmp_path / "tiny.png"
+    tiny.write_bytes(png_bytes(64, 64))
+    image = MediaInput(role="first_frame", field="input.img_url", path=tiny, mime="image/png")
+    async with httpx.AsyncClient(trust_env=False) as http:
+        with pytest.raises(UpstreamRejected) as refused:
+            await minimax.MiniMaxProvider(http).submit(
+                request(model="MiniMax-H3", mode="i2v", inputs=(image,)), creds(upstream), task_id="v"
+            )
+    assert refused.value.param == "input.img_url" and refused.value.upstream is not None
+    assert refused.value.upstream.code == "2013" and "256px" in refused.value.message

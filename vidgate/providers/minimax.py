@@ -383,6 +383,16 @@ _PARAM_WORDS = (
 )
 
 
+def content_part(message: str, body: Mapping[str, Any]) -> str | None:
+    """What a V2 message naming `content[i]` is about: that item's role, or the prompt for its text."""
+    match = re.search(r"\bcontent\[(\d+)\]", message)
+    content = body.get("content")
+    if match is None or not isinstance(content, list) or int(match.group(1)) >= len(content):
+        return None
+    item = content[int(match.group(1))]
+    return "prompt" if item.get("type") == "text" else str(item.get("role") or "") or None
+
+
 def param_of(message: str) -> str | None:
     """What a MiniMax parameter message is about: the first field it names, if any."""
     hits = [(match.start(), name) for word, name in _PARAM_WORDS if (match := re.search(rf"\b{word}", message))]
@@ -565,21 +575,23 @@ class MiniMaxProvider(Provider):
         # Stored images are read and base64-encoded here: blocking work, off the event loop.
         body = await asyncio.to_thread(build_body, req, upstream_model=upstream_model, callback_url=callback_url)
         path = "/v2/video_generation" if v2 else "/v1/video_generation"
-        answer = await send(
-            self.http, "POST", self.base_url(creds) + path, headers=self._headers(creds), json=body, error=error_from
-        )
-        if not v2:
-            code, message = base_resp_of(answer)
-            if code != 0:
-                error = classify(code, message)
-                if isinstance(error, UpstreamRejected):
-                    raise UpstreamRejected(
-                        error.message, code=error.code, param=_client_param(error.param, req), upstream=error.upstream
-                    )
-                raise error
-        elif isinstance(answer, Mapping) and "base_resp" in answer and base_resp_of(answer)[0] != 0:
-            # The CLI reads a base_resp on V2 answers too.
-            raise classify(*base_resp_of(answer))
+        try:
+            answer = await send(
+                self.http,
+                "POST",
+                self.base_url(creds) + path,
+                headers=self._headers(creds),
+                json=body,
+                error=error_from,
+            )
+            # V1 refuses inside HTTP 200; the CLI reads a base_resp on V2 answers too.
+            if (not v2 or (isinstance(answer, Mapping) and "base_resp" in answer)) and base_resp_of(answer)[0] != 0:
+                raise classify(*base_resp_of(answer))
+        except UpstreamRejected as exc:
+            about = content_part(exc.message, body) or exc.param
+            raise UpstreamRejected(
+                exc.message, code=exc.code, param=_client_param(about, req), upstream=exc.upstream
+            ) from None
         upstream = answer.get("task_id") if isinstance(answer, Mapping) else None
         if not isinstance(upstream, str | int) or isinstance(upstream, bool) or not str(upstream):
             raise UpstreamTransient("MiniMax answered the create without a task_id")
