@@ -536,29 +536,30 @@ class MiniMaxProvider(Provider):
         """What MiniMax refuses that the ModelSpec cannot say."""
         v2 = is_v2(req.model)
         limit = V2_MAX_TEXT if v2 else V1_MAX_PROMPT
+        prompt, seconds, size = req.field_of("prompt"), req.field_of("seconds"), req.field_of("size")
         if len(req.prompt) > limit:
-            raise InvalidRequest(
-                f"{req.field_of('prompt')} is longer than {limit} characters ({req.model}'s limit).",
-                param=req.field_of("prompt"),
-            )
+            raise InvalidRequest(f"'{prompt}' is longer than {limit} characters ({req.model}'s limit).", param=prompt)
         if v2:
             return
         if req.mode == "t2v" and not req.prompt:
-            raise InvalidRequest(f"{req.model} needs a prompt without an image.", param=req.field_of("prompt"))
+            raise InvalidRequest(f"'{prompt}' is required: {req.model} needs a prompt without an image.", param=prompt)
         if req.seconds == 10 and req.tier == "1080P":
             raise InvalidRequest(
-                f"{req.model} makes 10 s videos below 1080P only: use 6 seconds, or a 720P size (768P).",
-                param=req.field_of("seconds"),
+                f"Invalid value for '{seconds}': 10 at 1080P. {req.model} makes 10 s videos below 1080P only: "
+                "use 6 seconds, or a 720P size (MiniMax's 768P).",
+                param=seconds,
             )
         if req.mode == "t2v" and req.width <= req.height:
             raise InvalidRequest(
-                f"{req.model} makes text-to-video in 16:9 only: use a landscape size (e.g. 1280x720).",
-                param=req.field_of("size"),
+                f"Invalid value for '{size}': '{req.size}'. {req.model} makes text-to-video in 16:9 only: "
+                "use a landscape size (e.g. 1280x720).",
+                param=size,
             )
         if req.tier == "480P" and req.mode != "i2v":
             raise InvalidRequest(
-                f"{req.model} takes 512P (the 480P tier) for image-to-video only: use a 720P or 1080P size.",
-                param=req.field_of("size"),
+                f"Invalid value for '{size}': '{req.size}'. {req.model} takes 512P (the 480P tier) for "
+                "image-to-video only: use a 720P or 1080P size.",
+                param=size,
             )
         commands = req.extras.get("camera_commands")
         if isinstance(commands, str):
