@@ -212,7 +212,7 @@ MODELS: tuple[ModelSpec, ...] = (
     _spec(
         DIRECTOR_T2V,
         {"t2v"},
-        _720,
+        {"720P": ("1280x720",)},  # text input makes 16:9 only
         (6,),
         6,
         {**_V1_COMMON, "camera_commands": CAMERA},
