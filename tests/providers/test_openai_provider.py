@@ -381,7 +381,7 @@ sizes = ["960x960"]
 
 [prices]
 "my-declared" = 0.02
-"my-model" = 0.01
+"my-model" = 0
 """
     with running_gateway(
         tmp_path_factory.mktemp("soragw"), channels, settings="local_workers = 1\npoll_interval_s = 0.2\n"
@@ -531,7 +531,7 @@ def test_seed_model_names_are_listed(client: OpenAI) -> None:
         ({"model": "sora-2", "size": "1792x1024"}, "size", ("720x1280", "1280x720")),
         ({"model": "sora-2", "seconds": "5", "size": "1920x1080"}, "seconds", ("'4'", "'8'", "'12'")),
         ({"model": "sora-2-pro", "seconds": "20"}, "seconds", ("'12'",)),
-        ({"model": "sora-2", "extra_body": {"metadata": '{"seed": 3}'}}, "metadata.seed", ("accepts: img_url",)),
+        ({"model": "sora-2", "extra_body": {"metadata": '{"seed": 3}'}}, "metadata.seed", ("parameters are: none",)),
     ],
 )
 def test_validation_400s_before_any_upstream_call(

@@ -66,6 +66,9 @@ class DemoProvider(Provider):
         return Submitted(upstream_id=task_id)
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
+        # The channel key comes back from the task row (sealed with the rest of the credentials).
+        if creds.extra.get("studio") != "north":
+            return Progress(state="failed", error_code="generation_failed", error_message="demo: no studio on poll")
         video = self.folder / f"{upstream_id}.mp4"
         if not video.exists():
             return Progress(state="failed", error_code="generation_failed", error_message="demo: no such render")
