@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from tests.fakes.base import FakeUpstream
 from tests.fakes.minimax import FakeMiniMax
-from tests.helpers import png_bytes
+from tests.helpers import cli, png_bytes
 from vidgate.errors import InvalidRequest, NotSupported, UpstreamRejected, UpstreamTransient
 from vidgate.providers import minimax
 from vidgate.providers.base import (
@@ -632,3 +632,17 @@ async def test_v2_refusal_names_the_clients_field(upstream: FakeMiniMax, tmp_pat
             )
     assert refused.value.param == "input.img_url" and refused.value.upstream is not None
     assert refused.value.upstream.code == "2013" and "256px" in refused.value.message
+
+
+def test_vidgate_models_lists_the_seven(tmp_path: Path) -> None:
+    config = tmp_path / "v.toml"
+    config.write_text(
+        f'media_dir = "{tmp_path / "media"}"\n[[channels]]\nname = "mm"\nprovider = "minimax"\napi_key = "{KEY}"\n'
+    )
+    text = cli("models", config=config).stdout
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│")}
+    for model in SPEC_MODELS:
+        cells = [cell.strip() for cell in rows[model].split("│")[1:-1]]
+        assert cells[1] == "minimax" and cells[2] and cells[3] and cells[4] and cells[8], cells
+    assert "4-15" in rows["MiniMax-H3"] and "2560x1440" in rows["MiniMax-H3"] and "0.1127" in rows["MiniMax-H3"]
+    assert "6,10" in rows["MiniMax-Hailuo-02"] and "480P 0.0167" in rows["MiniMax-Hailuo-02"]
