@@ -10,7 +10,8 @@ marked ASSUMPTION next to the code; the main ones:
     moderation is 422 `unprocessable_entity_error` whose message names 1026/1027 (the CLI's reading).
   - V2 list is newest first; V2 callbacks post the task object as GET returns it (no handshake documented).
   - V1 `MiniMax-Hailuo-2.3-Fast` is image-to-video only (several sources; the skills doc disagrees); the 01
-    series is 720P and 6 s only; camera commands are checked on the Director models and the Hailuo models.
+    series is 720P and 6 s only; bracketed camera commands are checked on the Director models only (the
+    Hailuo models also take them, but a bracket there may be plain prompt text).
   - V1 callbacks: the challenge is posted in the background once the task exists; status updates are posted
     only after the callee echoed it. An unverified URL gets nothing more (the task still runs).
 """
@@ -56,7 +57,8 @@ HAILUO = (HAILUO_23, HAILUO_23_FAST, HAILUO_02)
 NEEDS_FIRST_FRAME = (HAILUO_23_FAST, *I2V_01)
 NO_FIRST_FRAME = (*T2V_01, S2V_01)
 TAKES_LAST_FRAME = (HAILUO_23, HAILUO_02)
-CAMERA_MODELS = ("T2V-01-Director", "I2V-01-Director", *HAILUO)
+# ASSUMPTION: the models whose bracketed prompt text MiniMax reads strictly as camera commands.
+CAMERA_MODELS = ("T2V-01-Director", "I2V-01-Director")
 CAMERA_COMMANDS = (
     "Truck left",
     "Truck right",

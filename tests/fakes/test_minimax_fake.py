@@ -180,6 +180,7 @@ def test_v1_accepts_each_documented_shape(client: httpx.Client) -> None:
         {"model": "MiniMax-Hailuo-02", "first_frame_image": data_uri(fmt="WEBP"), "resolution": "512P", "duration": 10},
         {"model": "MiniMax-Hailuo-02", "prompt": "x", "first_frame_image": image, "last_frame_image": image},
         {"model": "T2V-01-Director", "prompt": f"[{', '.join(CAMERA_COMMANDS[:3])}] a cat [Static shot]"},
+        {"model": "MiniMax-Hailuo-2.3", "prompt": "[Pan left] a cat, [warm light]"},
         {"model": "I2V-01-live", "first_frame_image": "https://example.com/a.png", "prompt_optimizer": False},
         {"model": "S2V-01", "prompt": "she waves", "subject_reference": [{"type": "character", "image": [image]}]},
     ]
