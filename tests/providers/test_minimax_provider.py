@@ -112,6 +112,7 @@ def test_v1_text_body_with_camera_commands_and_params() -> None:
         ("MiniMax-Hailuo-02", "720P", "768P"),
         ("T2V-01-Director", "720P", "720P"),
         ("S2V-01", "720P", "720P"),
+        ("I2V-01-live", "720P", "720P"),  # a channel may map a public name onto another 01-series id
     ],
 )
 def test_v1_tier_gives_the_resolution(model: str, tier: str, resolution: str) -> None:

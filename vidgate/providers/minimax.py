@@ -229,7 +229,6 @@ MODELS: tuple[ModelSpec, ...] = (
     ),
     _spec(S2V, {"i2v"}, _720, (6,), 6, _V1_COMMON, "MiniMax S2V-01: the image is the subject reference"),
 )
-_BY_NAME = {spec.name: spec for spec in MODELS}
 
 
 # -- pure: request → body ------------------------------------------------------------------------------------
@@ -237,6 +236,8 @@ _BY_NAME = {spec.name: spec for spec in MODELS}
 
 _FRAMES: tuple[Role, ...] = ("first_frame", "last_frame")
 _V2_MODEL = re.compile(r"^MiniMax-H\d")
+# The 01 series (T2V-01, I2V-01-live, S2V-01, the Directors) is 720P; S2V takes a subject, not a frame.
+_SERIES01 = re.compile(r"^[TIS]2V-01")
 
 
 def is_v2(model: str) -> bool:
@@ -284,13 +285,13 @@ def build_body(req: VideoRequest, *, upstream_model: str, callback_url: str | No
 
 
 def _v1_body(req: VideoRequest, model: str, callback_url: str | None) -> dict[str, Any]:
-    table = SERIES01_RESOLUTION if req.model in (DIRECTOR_T2V, DIRECTOR_I2V, S2V) else HAILUO_RESOLUTION
+    table = SERIES01_RESOLUTION if _SERIES01.match(model) else HAILUO_RESOLUTION
     body: dict[str, Any] = {"model": model, "duration": req.seconds, "resolution": table.get(req.tier, "720P")}
     prompt = prompt_with_camera(req.prompt, req.extras.get("camera_commands"))
     if prompt:
         body["prompt"] = prompt
     first, last = req.input("first_frame"), req.input("last_frame")
-    if first is not None and req.model == S2V:
+    if first is not None and model.startswith("S2V-"):
         body["subject_reference"] = [{"type": "character", "image": [image_value(first)]}]
     elif first is not None:
         body["first_frame_image"] = image_value(first)
@@ -312,7 +313,7 @@ def _v2_body(req: VideoRequest, model: str, callback_url: str | None) -> dict[st
     content: list[dict[str, Any]] = []
     if req.prompt:
         content.append({"type": "text", "text": req.prompt})
-    frames = [(role, req.input(role)) for role in ("first_frame", "last_frame")]
+    frames = [(role, req.input(role)) for role in _FRAMES]
     for role, item in frames:
         if item is not None:
             content.append({"type": "image_url", "image_url": {"url": image_value(item)}, "role": role})
