@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vidgate import media
 from vidgate.media import MediaError, Probe, _frames_at, make_spritesheet, make_thumbnail, probe
 from vidgate.render import RenderSpec, render
 
@@ -123,3 +124,15 @@ def test_media_error_for_things_that_are_not_videos(tmp_path: Path) -> None:
             make_spritesheet(str(path), str(tmp_path / "s.jpg"))
     assert not (tmp_path / "t.webp").exists()
     assert not (tmp_path / "s.jpg").exists()
+
+
+def test_extra_outputs_are_named_by_provider_name_and_url_suffix(tmp_path: Path) -> None:
+    assert media.extra_file_name("last_frame", "https://cdn.example/x/frame.PNG?sig=1#a") == "extra-last_frame.png"
+    assert media.extra_file_name("last_frame", "https://cdn.example/x/frame") == "extra-last_frame.bin"
+    assert media.extra_file_name("../etc", "https://cdn.example/a.png") is None
+    assert media.extra_file_name("Big", "https://cdn.example/a.png") is None
+    (tmp_path / "extra-last_frame.png").write_bytes(b"x")
+    (tmp_path / "extra-odd.exe").write_bytes(b"x")
+    (tmp_path / "video.mp4").write_bytes(b"x")
+    assert media.extra_files(tmp_path) == {"last_frame": tmp_path / "extra-last_frame.png"}
+    assert media.extra_type("extra-last_frame.png") == "image/png" and media.extra_type("video.mp4") is None
