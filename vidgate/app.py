@@ -28,6 +28,7 @@ from vidgate.engine.webhooks import Deliverer
 from vidgate.metrics import Metrics
 from vidgate.providers.registry import build_registry
 from vidgate.redact import Redactor
+from vidgate.storage import from_settings as storage_from_settings
 from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 
 log = logging.getLogger("vidgate")
@@ -64,7 +65,11 @@ def create_app(settings: Settings) -> ASGIApp:
         http = netguard.client(policy=netguard.Policy(hosts=configured))
         registry = build_registry(settings, http)
         health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
-        submitter = Submitter(settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics)
+        storage = storage_from_settings(settings)
+        log.info("stored media go to %s", storage.describe())
+        submitter = Submitter(
+            settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics, storage=storage
+        )
         deliverer = Deliverer(settings=settings, db=db, http=http, metrics=metrics)
         poller = Poller(
             settings=settings,
@@ -90,6 +95,7 @@ def create_app(settings: Settings) -> ASGIApp:
             submitter=submitter,
             poller=poller,
             metrics=metrics,
+            storage=storage,
         )
         # Everything built so far lives as long as the process: keep the collector from rescanning it on
         # every full collection (those pauses showed as the p99 of status reads).
@@ -111,6 +117,7 @@ def create_app(settings: Settings) -> ASGIApp:
                 log.warning("background loops did not stop within %.0f s; cancelled", BACKGROUND_STOP_S)
             for provider in registry.providers.values():
                 await provider.close()
+            await storage.close()
             await http.aclose()
             close_reader(db)
             await db.dispose()

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter
-from starlette.responses import FileResponse, MalformedRangeHeader, PlainTextResponse, Response
+from fastapi import APIRouter, Request
+from starlette.responses import (
+    FileResponse,
+    MalformedRangeHeader,
+    PlainTextResponse,
+    RangeNotSatisfiable,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from vidgate import media
-from vidgate.api.deps import KeyDep, ServicesDep
+from vidgate.api.deps import KeyDep, Services, ServicesDep
 from vidgate.api.schemas import KEYED, openai_errors, text
 from vidgate.errors import Conflict, InvalidRequest, NotFound
 from vidgate.status import TaskStatus
+from vidgate.storage import Storage
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 
@@ -22,6 +34,8 @@ Variant = Literal["video", "thumbnail", "spritesheet"]
 _TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 _EXT = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}
 _FILE_TYPES = {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in _TYPES.values()}
+# content_redirect: how long the presigned URL a client is sent to stays valid (it is used at once).
+PRESIGN_TTL_S = 300
 _PARTS = {**_FILE_TYPES, "multipart/byteranges": {"schema": {"type": "string", "format": "binary"}}}
 _RANGE = [
     {
@@ -58,7 +72,9 @@ class StoredFile(FileResponse):
         416: text("Range not satisfiable."),
     },
 )
-async def video_content(video_id: str, svc: ServicesDep, key: KeyDep, variant: str = "video") -> Response:
+async def video_content(
+    video_id: str, request: Request, svc: ServicesDep, key: KeyDep, variant: str = "video"
+) -> Response:
     """The MP4 (or its WebP thumbnail / JPEG spritesheet); honours HTTP Range."""
     if variant not in _TYPES:
         raise InvalidRequest(
@@ -75,14 +91,12 @@ async def video_content(video_id: str, svc: ServicesDep, key: KeyDep, variant: s
             f"Video '{video_id}' {row.status.value}; it has no content.", param="video_id", code="video_failed"
         )
     relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[variant]
-    path = svc.settings.media_dir / relative if relative else None
     if row.expires_at is not None and row.expires_at < time.time():
         raise NotFound(f"The content of video '{video_id}' has expired.", param="video_id", code="video_expired")
-    if path is None or not path.is_file():
+    response = await _serve(svc, request, relative, variant=variant, filename=f"{video_id}.{_EXT[variant]}")
+    if response is None:
         raise NotFound(f"Video '{video_id}' has no stored {variant}.", param="variant", code="content_not_found")
-    return StoredFile(
-        path, media_type=_TYPES[variant], filename=f"{video_id}.{_EXT[variant]}", content_disposition_type="inline"
-    )
+    return response
 
 
 files_router = APIRouter(tags=["Signed files"])
@@ -101,7 +115,9 @@ files_router = APIRouter(tags=["Signed files"])
         416: text("Range not satisfiable."),
     },
 )
-async def signed_file(task_id: str, name: str, svc: ServicesDep, expires: str = "", signature: str = "") -> Response:
+async def signed_file(
+    task_id: str, name: str, request: Request, svc: ServicesDep, expires: str = "", signature: str = ""
+) -> Response:
     """What DashScope's `video_url` points at: valid until `expires`, only with the signature vidgate made."""
     variant = media.FILE_NAMES.get(name)
     if variant is None or not media.verify_signature(
@@ -117,9 +133,98 @@ async def signed_file(task_id: str, name: str, svc: ServicesDep, expires: str = 
         relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[
             variant
         ]
-    path = svc.settings.media_dir / relative if relative else None
-    if path is None or not path.is_file():
+    response = await _serve(svc, request, relative, variant=variant, filename=f"{task_id}.{_EXT[variant]}")
+    if response is None:
         return PlainTextResponse("NoSuchKey: the file no longer exists.", status_code=404)
-    return StoredFile(
-        path, media_type=_TYPES[variant], filename=f"{task_id}.{_EXT[variant]}", content_disposition_type="inline"
+    return response
+
+
+async def _serve(svc: Services, request: Request, key: str | None, *, variant: str, filename: str) -> Response | None:
+    """The stored object `key` as the answer (None when there is none): from disk for file: storage, streamed
+    from the bucket for s3://, or a redirect to a short-lived presigned URL with content_redirect."""
+    if key is None:
+        return None
+    storage = svc.storage
+    path = storage.local_path(key)
+    if path is not None:
+        if not path.is_file():
+            return None
+        return StoredFile(path, media_type=_TYPES[variant], filename=filename, content_disposition_type="inline")
+    if svc.settings.content_redirect:
+        url = await storage.presign(key, ttl_s=PRESIGN_TTL_S)
+        if url is not None:
+            return RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+    return await stream_object(
+        storage, key, request.headers.get("range"), request.headers.get("if-range"), _TYPES[variant], filename
     )
+
+
+async def stream_object(
+    storage: Storage, key: str, http_range: str | None, if_range: str | None, media_type: str, filename: str
+) -> Response | None:
+    """Stream a stored object as FileResponse serves a file: Range (206, multipart/byteranges for several
+    ranges, 416 past the end), If-Range, ETag and Last-Modified; a malformed Range is ignored. None when missing."""
+    ranges: list[tuple[int, int]] = []
+    if http_range is not None:
+        info = await storage.stat(key)
+        if info is None:
+            return None
+        if if_range is None or if_range in (info.etag, info.last_modified):
+            try:
+                ranges = StoredFile._parse_range_header(http_range, info.size)
+            except RangeNotSatisfiable as exc:
+                return PlainTextResponse(status_code=416, headers={"content-range": f"bytes */{exc.max_size}"})
+    if len(ranges) > 1:
+        return await _multipart(storage, key, ranges, media_type, filename)
+    opened = await storage.open(key, ranges[0] if ranges else None)
+    if opened is None:
+        return None
+    info = opened.info
+    headers = _file_headers(filename, info.etag, info.last_modified)
+    headers["content-length"] = str(opened.end - opened.start)
+    status = 200
+    if ranges:
+        status = 206
+        headers["content-range"] = f"bytes {opened.start}-{opened.end - 1}/{info.size}"
+    return StreamingResponse(opened.chunks, status_code=status, headers=headers, media_type=media_type)
+
+
+async def _multipart(
+    storage: Storage, key: str, ranges: list[tuple[int, int]], media_type: str, filename: str
+) -> Response | None:
+    info = await storage.stat(key)
+    if info is None:
+        return None
+    boundary = secrets.token_hex(13)
+    heads = [
+        f"--{boundary}\r\nContent-Type: {media_type}\r\nContent-Range: bytes {start}-{end - 1}/{info.size}\r\n\r\n"
+        for start, end in ranges
+    ]
+    tail = f"--{boundary}--".encode()
+    length = sum(len(head) + (end - start) + 2 for head, (start, end) in zip(heads, ranges, strict=True)) + len(tail)
+
+    async def parts() -> AsyncIterator[bytes | memoryview]:
+        for head, byte_range in zip(heads, ranges, strict=True):
+            yield head.encode("latin-1")
+            opened = await storage.open(key, byte_range)
+            if opened is None:
+                raise RuntimeError(f"{key} went away while it was being sent")
+            try:
+                async for chunk in opened.chunks:
+                    yield chunk
+            finally:
+                await opened.aclose()
+            yield b"\r\n"
+        yield tail
+
+    headers = _file_headers(filename, info.etag, info.last_modified)
+    headers["content-length"] = str(length)
+    return StreamingResponse(
+        parts(), status_code=206, headers=headers, media_type=f"multipart/byteranges; boundary={boundary}"
+    )
+
+
+def _file_headers(filename: str, etag: str, last_modified: str) -> dict[str, str]:
+    quoted = quote(filename)
+    disposition = f'inline; filename="{filename}"' if quoted == filename else f"inline; filename*=utf-8''{quoted}"
+    return {"accept-ranges": "bytes", "content-disposition": disposition, "etag": etag, "last-modified": last_modified}

@@ -8,7 +8,6 @@ errors are {request_id, code, message}.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,7 +20,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -56,6 +54,7 @@ from vidgate.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    StorageUnavailable,
     UpstreamFailure,
 )
 from vidgate.providers.base import VideoRequest
@@ -176,18 +175,12 @@ async def _resolve_uploads(body: dict[str, Any], key: KeyRecord, svc: ServicesDe
         if upload is None:
             raise InvalidRequest(f"{param}: no uploaded file {value} for this key.", param=param, code="InvalidURL")
         mime = upload.content_type or mimetypes.guess_type(upload.path)[0] or "application/octet-stream"
-        try:
-            resolved[field] = await asyncio.to_thread(_data_uri, svc.settings.media_dir / upload.path, mime)
-        except FileNotFoundError as exc:
+        data = await svc.storage.read_bytes(upload.path, limit=svc.settings.max_upload_bytes)
+        if data is None:
             # Its row outlived its file (a crash between the two, or a sweep in progress).
-            raise InvalidRequest(
-                f"{param}: the uploaded file {value} is gone.", param=param, code="InvalidURL"
-            ) from exc
+            raise InvalidRequest(f"{param}: the uploaded file {value} is gone.", param=param, code="InvalidURL")
+        resolved[field] = f"data:{mime};base64,{base64.b64encode(data).decode()}"
     return {**body, "input": resolved}
-
-
-def _data_uri(path: Path, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
 # -- tasks ------------------------------------------------------------------------------------------------
@@ -550,9 +543,9 @@ async def _store_upload(
 ) -> upload_store.Stored:
     limit, too_big = cap
     relative = f"uploads/{hashlib.sha256(key.encode()).hexdigest()}{mimetypes.guess_extension(content_type) or ''}"
-    path = svc.settings.media_dir / relative
-    partial = path.with_name(path.name + f".{secrets.token_hex(4)}.part")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Received into a local temp file first (capped as it arrives), then stored.
+    partial = svc.settings.media_dir / f"{relative}.{secrets.token_hex(4)}.part"
+    partial.parent.mkdir(parents=True, exist_ok=True)
     size = 0
     try:
         with partial.open("wb") as handle:
@@ -577,7 +570,11 @@ async def _store_upload(
             now=now,
         )
         if stored == "stored":
-            partial.replace(path)
+            try:
+                await svc.storage.put_file(relative, partial, content_type=content_type)
+            except StorageUnavailable:
+                await upload_store.forget_uploads(svc.db, keys=[key])
+                raise
         return stored
     finally:
         partial.unlink(missing_ok=True)

@@ -65,6 +65,8 @@ from vidgate.metrics import Metrics
 from vidgate.providers.base import Credentials, Provider, Submitted, VideoRequest
 from vidgate.providers.registry import Channel, Registry
 from vidgate.status import TaskStatus
+from vidgate.storage import Storage
+from vidgate.storage import from_settings as storage_from_settings
 from vidgate.store import idempotency as idempotency_store
 from vidgate.store import tasks as task_store
 from vidgate.store.keys import KeyRecord
@@ -156,8 +158,11 @@ class Submitter:
         metrics: Metrics | None = None,
         on_created: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        storage: Storage | None = None,
     ) -> None:
         self._settings = settings
+        # Where finished videos and previews are kept (media_dir(task_id) is only the local working folder).
+        self.storage = storage if storage is not None else storage_from_settings(settings)
         self._db = db
         self._registry = registry
         self._http = http
@@ -760,6 +765,12 @@ class Submitter:
             )
         await task_store.mark_deleted(self._db, task_id=row.id)
         shutil.rmtree(self.media_dir(row.id), ignore_errors=True)
+        await self.storage.delete_tree(task_key(row.id))
+
+
+def task_key(task_id: str) -> str:
+    """The storage prefix of a task's stored files ("tasks/<id>", as under media_dir)."""
+    return f"tasks/{task_id}"
 
 
 def _maybe_made(attempts: list[Attempt], channel: Channel) -> bool:
