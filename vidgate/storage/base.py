@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -42,11 +42,15 @@ class Opened:
     start: int
     end: int
     chunks: AsyncIterator[bytes | memoryview]
+    # Frees what the read holds (an open file) even when the chunks were never iterated.
+    release: Callable[[], None] | None = None
 
     async def aclose(self) -> None:
         close = getattr(self.chunks, "aclose", None)
         if close is not None:
             await close()
+        if self.release is not None:
+            self.release()
 
 
 class Storage(ABC):

@@ -51,7 +51,7 @@ class FileStorage(Storage):
         found = os.fstat(handle.fileno())
         info = ObjectInfo(size=found.st_size, modified=found.st_mtime, etag=file_etag(found))
         start, end = byte_range or (0, found.st_size)
-        return Opened(info=info, start=start, end=end, chunks=_read(handle, start, end))
+        return Opened(info=info, start=start, end=end, chunks=_read(handle, start, end), release=handle.close)
 
     async def fetch(self, key: str, dest: Path) -> bool:
         try:
