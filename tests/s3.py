@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from moto.server import ThreadedMotoServer
@@ -40,12 +41,29 @@ class MotoS3:
         return sorted(key.text or "" for key in root.iterfind("s3:Contents/s3:Key", _NS))
 
     def get(self, bucket: str, key: str) -> bytes:
-        response = httpx.get(f"{self.endpoint}/{bucket}/{key}")
-        assert response.status_code == 200, (key, response.status_code)
-        return response.content
+        """The object's bytes, read with boto3 (not with vidgate's own client)."""
+        body: bytes = self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
-        assert httpx.put(f"{self.endpoint}/{bucket}/{key}", content=data).status_code == 200
+        self.client().put_object(Bucket=bucket, Key=key, Body=data)
+
+    def presigned(self, bucket: str, key: str, ttl_s: int = 3600) -> str:
+        url: str = self.client().generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl_s
+        )
+        return url
+
+    def client(self) -> Any:
+        import boto3  # moto's own dependency; imported only where a test reads objects
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
 
     def settings(self, bucket: str, prefix: str = "", *, redirect: bool = False) -> str:
         """Config lines (top-level keys, then the [storage] table: put them after every other top-level key)."""

@@ -169,7 +169,8 @@ def test_settings_storage(tmp_path: Path) -> None:
             "secret_key": "${S3_SECRET_KEY}",
         },
     }
-    env = {"S3_URL": "http://127.0.0.1:9000", "S3_REGION": "eu-west-1", "S3_ACCESS_KEY": "AK", "S3_SECRET_KEY": SECRET_KEY}
+    env = {"S3_URL": "http://127.0.0.1:9000", "S3_REGION": "eu-west-1", "S3_ACCESS_KEY": "AK"}
+    env["S3_SECRET_KEY"] = SECRET_KEY
     settings = parse_settings(raw, env)
     assert settings.storage.endpoint_url == "http://127.0.0.1:9000" and settings.storage.secret_key == SECRET_KEY
     assert SECRET_KEY not in repr(settings) and SECRET_KEY not in str(settings)
