@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from vidgate import __version__, netguard, redact
 from vidgate.api import admin, content, dashscope, docs, errors, openai_videos, playground, usage
+from vidgate.api.content import ContentFastPath
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
 from vidgate.api.limits import FORM_OVERHEAD, BodyLimit
@@ -144,5 +145,5 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(docs.router)
     app.include_router(usage.router)
     capped = BodyLimit(app, limit=settings.max_upload_bytes + FORM_OVERHEAD)
-    # The status fast path reads no body, so it sits outside the cap (status reads are the hottest route).
-    return Measure(RequestId(StatusFastPath(capped, running)), metrics=metrics)
+    # The status and content fast paths read no body, so they sit outside the cap (the hottest routes).
+    return Measure(RequestId(StatusFastPath(ContentFastPath(capped, running), running)), metrics=metrics)

@@ -9,6 +9,8 @@ from typing import Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
+from starlette.datastructures import QueryParams
+from starlette.requests import HTTPConnection
 from starlette.responses import (
     FileResponse,
     MalformedRangeHeader,
@@ -18,11 +20,12 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vidgate import media
 from vidgate.api.deps import KeyDep, Services, ServicesDep
 from vidgate.api.schemas import KEYED, openai_errors, text
-from vidgate.errors import Conflict, InvalidRequest, NotFound
+from vidgate.errors import Conflict, InvalidRequest, NotFound, VidgateError
 from vidgate.status import TaskStatus
 from vidgate.storage import Storage
 from vidgate.store import keys as key_store
@@ -34,6 +37,7 @@ Variant = Literal["video", "thumbnail", "spritesheet"]
 _TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 _EXT = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}
 _FILE_TYPES = {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in _TYPES.values()}
+_FAST_PREFIX, _FAST_SUFFIX, _FAST_ROUTE = "/v1/videos/", "/content", "/v1/videos/{video_id}/content"
 # content_redirect: how long the presigned URL a client is sent to stays valid (it is used at once).
 PRESIGN_TTL_S = 300
 _PARTS = {**_FILE_TYPES, "multipart/byteranges": {"schema": {"type": "string", "format": "binary"}}}
@@ -93,7 +97,7 @@ async def video_content(
     relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[variant]
     if row.expires_at is not None and row.expires_at < time.time():
         raise NotFound(f"The content of video '{video_id}' has expired.", param="video_id", code="video_expired")
-    response = await _serve(svc, request, relative, variant=variant, filename=f"{video_id}.{_EXT[variant]}")
+    response = await _serve(svc, relative, variant=variant, filename=f"{video_id}.{_EXT[variant]}", headers=request)
     if response is None:
         raise NotFound(f"Video '{video_id}' has no stored {variant}.", param="variant", code="content_not_found")
     return response
@@ -133,15 +137,18 @@ async def signed_file(
         relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[
             variant
         ]
-    response = await _serve(svc, request, relative, variant=variant, filename=f"{task_id}.{_EXT[variant]}")
+    response = await _serve(svc, relative, variant=variant, filename=f"{task_id}.{_EXT[variant]}", headers=request)
     if response is None:
         return PlainTextResponse("NoSuchKey: the file no longer exists.", status_code=404)
     return response
 
 
-async def _serve(svc: Services, request: Request, key: str | None, *, variant: str, filename: str) -> Response | None:
+async def _serve(
+    svc: Services, key: str | None, *, variant: str, filename: str, headers: HTTPConnection | None
+) -> Response | None:
     """The stored object `key` as the answer (None when there is none): from disk for file: storage, streamed
-    from the bucket for s3://, or a redirect to a short-lived presigned URL with content_redirect."""
+    from the bucket for s3:// (only when the request's `headers` are given), or a redirect to a short-lived
+    presigned URL with content_redirect."""
     if key is None:
         return None
     storage = svc.storage
@@ -154,9 +161,54 @@ async def _serve(svc: Services, request: Request, key: str | None, *, variant: s
         url = await storage.presign(key, ttl_s=PRESIGN_TTL_S)
         if url is not None:
             return RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+    if headers is None:
+        return None
     return await stream_object(
-        storage, key, request.headers.get("range"), request.headers.get("if-range"), _TYPES[variant], filename
+        storage, key, headers.headers.get("range"), headers.headers.get("if-range"), _TYPES[variant], filename
     )
+
+
+class ContentFastPath:
+    """GET /v1/videos/{id}/content answered ahead of the framework when it succeeds without streaming from S3:
+    a file from disk (file: storage) or a redirect (content_redirect). Like the status fast path (api/fast.py),
+    anything else (an error, s3:// streaming) falls through to the route above, which decides every answer."""
+
+    def __init__(self, app: ASGIApp, services: dict[str, Services]) -> None:
+        self.app = app
+        self.services = services  # filled by the app's lifespan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(_FAST_PREFIX) and path.endswith(_FAST_SUFFIX) and "svc" in self.services:
+                video_id = path[len(_FAST_PREFIX) : -len(_FAST_SUFFIX)]
+                response = await self._answer(scope, video_id, self.services["svc"]) if "/" not in video_id else None
+                if response is not None:
+                    scope["vidgate.route"] = _FAST_ROUTE
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, video_id: str, svc: Services) -> Response | None:
+        authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
+        variant = QueryParams(scope["query_string"]).get("variant", "video")
+        if authorization is None or not video_id or variant not in _TYPES:
+            return None
+        try:
+            key = await svc.keys.authenticate(authorization.decode("latin-1"))
+            row = await task_store.get_task(svc.db, task_id=video_id, key_id=key.id)
+            if row is None or row.status != TaskStatus.COMPLETED:
+                return None
+            if row.expires_at is not None and row.expires_at < time.time():
+                return None
+            stored = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}
+            filename = f"{video_id}.{_EXT[variant]}"
+            response = await _serve(svc, stored[variant], variant=variant, filename=filename, headers=None)
+            if response is not None:
+                svc.keys.check_rate(key)  # last: a request that falls through is counted once, by the route
+            return response
+        except VidgateError:
+            return None
 
 
 async def stream_object(
