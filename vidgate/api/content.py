@@ -191,12 +191,13 @@ class ContentFastPath:
 
     async def _answer(self, scope: Scope, video_id: str, svc: Services) -> Response | None:
         authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
-        variant = QueryParams(scope["query_string"]).get("variant", "video")
+        query: bytes = scope["query_string"]
+        variant = QueryParams(query).get("variant", "video") if query else "video"
         if authorization is None or not video_id or variant not in _TYPES:
             return None
         try:
             key = await svc.keys.authenticate(authorization.decode("latin-1"))
-            row = await task_store.get_task(svc.db, task_id=video_id, key_id=key.id)
+            row = await task_store.get_media(svc.db, task_id=video_id, key_id=key.id)
             if row is None or row.status != TaskStatus.COMPLETED:
                 return None
             if row.expires_at is not None and row.expires_at < time.time():

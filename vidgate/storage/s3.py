@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 # Large files go up in parts of this size, two at a time: an upload holds at most ~16 MiB in memory.
 PART_SIZE = 8 * 1024 * 1024
 PART_CONCURRENCY = 2
+# Presigned URLs kept for reuse (each a few hundred bytes).
+_SIGNED_CACHE = 4096
 _STATUS = re.compile(r"status code: (\d{3}[A-Za-z ]*)")
 
 
@@ -52,6 +55,7 @@ class S3Storage(Storage):
     def __init__(self, location: S3Location) -> None:
         self.location = location
         self._store = _store(location)
+        self._signed: dict[tuple[str, int], tuple[str, float]] = {}
 
     def describe(self) -> str:
         prefix = f"/{self.location.prefix}" if self.location.prefix else ""
@@ -135,13 +139,24 @@ class S3Storage(Storage):
         await self.delete(found)
 
     async def presign(self, key: str, *, ttl_s: int) -> str:
+        # A URL made for the same object less than half its lifetime ago is handed out again: it still has at
+        # least ttl_s / 2 to live, and a redirect then costs a dictionary lookup.
+        now = time.monotonic()
+        cached = self._signed.get((key, ttl_s))
+        if cached is not None and now < cached[1]:
+            return cached[0]
         try:
             if self.location.access_key:
                 # With keys in the config, signing is a few HMACs on this thread: no I/O, no hop to a runtime.
-                return obstore.sign(self._store, "GET", check_key(key), timedelta(seconds=ttl_s))
-            return await obstore.sign_async(self._store, "GET", check_key(key), timedelta(seconds=ttl_s))
+                url = obstore.sign(self._store, "GET", check_key(key), timedelta(seconds=ttl_s))
+            else:
+                url = await obstore.sign_async(self._store, "GET", check_key(key), timedelta(seconds=ttl_s))
         except (BaseError, OSError) as exc:
             _fail("sign", key, exc)
+        if len(self._signed) >= _SIGNED_CACHE:
+            self._signed.clear()
+        self._signed[(key, ttl_s)] = (url, now + ttl_s / 2)
+        return url
 
 
 def _store(location: S3Location) -> S3Store:
