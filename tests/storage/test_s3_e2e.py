@@ -222,14 +222,16 @@ def test_no_secret_in_the_log(streaming: tuple[Server, str]) -> None:
     assert SECRET_KEY not in log
 
 
-def test_redirects_count_once_against_the_rate_limit(redirecting: tuple[Server, str], s3: MotoS3, bucket: str) -> None:
+@pytest.mark.parametrize(("mode", "answer"), [("streaming", 200), ("redirecting", 302)])
+def test_content_counts_once_against_the_rate_limit(
+    mode: str, answer: int, request: pytest.FixtureRequest, s3: MotoS3, bucket: str
+) -> None:
     """The content fast path applies the key's rpm limit once per request, and its refusals are the route's."""
-    server, prefix = redirecting
+    server, prefix = request.getfixturevalue(mode)
     key = server.key("rpm5", "--rpm", "5")
     headers = {"Authorization": f"Bearer {key}"}
-    created = httpx.post(
-        f"{server.url}/v1/videos", json={"prompt": "rpm", "seconds": 1, "size": "64x64"}, headers=headers
-    )
+    body = {"prompt": "rpm", "seconds": 1, "size": "64x64"}
+    created = httpx.post(f"{server.url}/v1/videos", json=body, headers=headers)
     assert created.status_code == 200  # request 1 of 5
     video_id = created.json()["id"]
     deadline = time.monotonic() + 60
@@ -238,6 +240,6 @@ def test_redirects_count_once_against_the_rate_limit(redirecting: tuple[Server, 
         time.sleep(0.1)
     time.sleep(0.5)  # the row is marked completed right after the objects are stored
     for _ in range(4):  # requests 2 to 5
-        assert content(server, key, video_id).status_code == 302
+        assert content(server, key, video_id).status_code == answer
     refused = content(server, key, video_id)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"

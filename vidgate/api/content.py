@@ -9,8 +9,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from starlette.datastructures import QueryParams
-from starlette.requests import HTTPConnection
+from starlette.datastructures import Headers, QueryParams
 from starlette.responses import (
     FileResponse,
     MalformedRangeHeader,
@@ -97,7 +96,9 @@ async def video_content(
     relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[variant]
     if row.expires_at is not None and row.expires_at < time.time():
         raise NotFound(f"The content of video '{video_id}' has expired.", param="video_id", code="video_expired")
-    response = await _serve(svc, relative, variant=variant, filename=f"{video_id}.{_EXT[variant]}", headers=request)
+    response = await _serve(
+        svc, relative, variant=variant, filename=f"{video_id}.{_EXT[variant]}", headers=request.headers
+    )
     if response is None:
         raise NotFound(f"Video '{video_id}' has no stored {variant}.", param="variant", code="content_not_found")
     return response
@@ -137,17 +138,17 @@ async def signed_file(
         relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[
             variant
         ]
-    response = await _serve(svc, relative, variant=variant, filename=f"{task_id}.{_EXT[variant]}", headers=request)
+    response = await _serve(
+        svc, relative, variant=variant, filename=f"{task_id}.{_EXT[variant]}", headers=request.headers
+    )
     if response is None:
         return PlainTextResponse("NoSuchKey: the file no longer exists.", status_code=404)
     return response
 
 
-async def _serve(
-    svc: Services, key: str | None, *, variant: str, filename: str, headers: HTTPConnection | None
-) -> Response | None:
+async def _serve(svc: Services, key: str | None, *, variant: str, filename: str, headers: Headers) -> Response | None:
     """The stored object `key` as the answer (None when there is none): from disk for file: storage, streamed
-    from the bucket for s3:// (only when the request's `headers` are given), or a redirect to a short-lived
+    from the bucket for s3:// (Range and If-Range from the request's `headers`), or a redirect to a short-lived
     presigned URL with content_redirect."""
     if key is None:
         return None
@@ -161,17 +162,13 @@ async def _serve(
         url = await storage.presign(key, ttl_s=PRESIGN_TTL_S)
         if url is not None:
             return RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
-    if headers is None:
-        return None
-    return await stream_object(
-        storage, key, headers.headers.get("range"), headers.headers.get("if-range"), _TYPES[variant], filename
-    )
+    return await stream_object(storage, key, headers.get("range"), headers.get("if-range"), _TYPES[variant], filename)
 
 
 class ContentFastPath:
-    """GET /v1/videos/{id}/content answered ahead of the framework when it succeeds without streaming from S3:
-    a file from disk (file: storage) or a redirect (content_redirect). Like the status fast path (api/fast.py),
-    anything else (an error, s3:// streaming) falls through to the route above, which decides every answer."""
+    """GET /v1/videos/{id}/content answered ahead of the framework when it succeeds: a file from disk, an object
+    streamed from S3, or a redirect. Like the status fast path (api/fast.py), anything else falls through to the
+    route above, which decides what every error looks like."""
 
     def __init__(self, app: ASGIApp, services: dict[str, Services]) -> None:
         self.app = app
@@ -204,12 +201,22 @@ class ContentFastPath:
                 return None
             stored = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}
             filename = f"{video_id}.{_EXT[variant]}"
-            response = await _serve(svc, stored[variant], variant=variant, filename=filename, headers=None)
-            if response is not None:
-                svc.keys.check_rate(key)  # last: a request that falls through is counted once, by the route
-            return response
+            response = await _serve(
+                svc, stored[variant], variant=variant, filename=filename, headers=Headers(scope=scope)
+            )
         except VidgateError:
             return None
+        if response is None:
+            return None
+        try:
+            svc.keys.check_rate(key)  # last: a request that falls through is counted once, by the route
+        except VidgateError:
+            # Refused after all: let go of an object stream opened for nothing (the route renders the 429).
+            body = getattr(response, "body_iterator", None)
+            if body is not None and hasattr(body, "aclose"):
+                await body.aclose()
+            return None
+        return response
 
 
 async def stream_object(
