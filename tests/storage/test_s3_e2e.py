@@ -19,7 +19,7 @@ import pytest
 from dashscope import VideoSynthesis
 from PIL import Image
 
-from tests.helpers import Server, assert_mp4, png_bytes, running_gateway
+from tests.helpers import Server, assert_mp4, cli, png_bytes, running_gateway
 from tests.s3 import SECRET_KEY, MotoS3
 
 # The 1.x SDK opens a requests.Session per call and never closes it; its sockets are reclaimed by GC.
@@ -243,3 +243,13 @@ def test_content_counts_once_against_the_rate_limit(
         assert content(server, key, video_id).status_code == answer
     refused = content(server, key, video_id)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_cli_generate_follows_the_redirect(redirecting: tuple[Server, str], tmp_path: Path) -> None:
+    server, _ = redirecting
+    out = tmp_path / "fox.mp4"
+    key = server.key("gen")
+    args = ["--seconds", "1", "--size", "96x64", "--out", str(out), "--base-url", server.url, "--api-key", key]
+    result = cli("generate", "a fox", *args)
+    assert result.stdout.strip() == str(out)
+    assert_mp4(out, width=96, height=64, seconds=1)

@@ -15,7 +15,6 @@ from starlette.responses import (
     MalformedRangeHeader,
     PlainTextResponse,
     RangeNotSatisfiable,
-    RedirectResponse,
     Response,
     StreamingResponse,
 )
@@ -161,7 +160,8 @@ async def _serve(svc: Services, key: str | None, *, variant: str, filename: str,
     if svc.settings.content_redirect:
         url = await storage.presign(key, ttl_s=PRESIGN_TTL_S)
         if url is not None:
-            return RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+            # The presigned URL is already encoded: set as it is (RedirectResponse would quote it again).
+            return Response(status_code=302, headers={"location": url, "cache-control": "no-store"})
     return await stream_object(storage, key, headers.get("range"), headers.get("if-range"), _TYPES[variant], filename)
 
 
