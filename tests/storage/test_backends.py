@@ -134,6 +134,12 @@ async def test_unreachable_s3_is_a_storage_error_without_secrets() -> None:
     assert SECRET_KEY not in str(caught.value) and "tasks/x/video.mp4" in str(caught.value)
     with pytest.raises(StorageUnavailable):
         await store.stat("tasks/x/video.mp4")
+    with pytest.raises(StorageUnavailable):
+        await store.check()
+
+
+async def test_check_passes_when_usable(storage: Storage) -> None:
+    await storage.check()
 
 
 def _closed_port() -> int:

@@ -19,7 +19,7 @@ import pytest
 from dashscope import VideoSynthesis
 from PIL import Image
 
-from tests.helpers import Server, assert_mp4, cli, png_bytes, running_gateway
+from tests.helpers import Server, assert_mp4, cli, free_port, png_bytes, running_gateway
 from tests.s3 import SECRET_KEY, MotoS3
 
 # The 1.x SDK opens a requests.Session per call and never closes it; its sockets are reclaimed by GC.
@@ -253,3 +253,15 @@ def test_cli_generate_follows_the_redirect(redirecting: tuple[Server, str], tmp_
     result = cli("generate", "a fox", *args)
     assert result.stdout.strip() == str(out)
     assert_mp4(out, width=96, height=64, seconds=1)
+
+
+def test_readyz_names_the_storage(streaming: tuple[Server, str], s3: MotoS3, tmp_path: Path) -> None:
+    server, _ = streaming
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["storage"] == "ok"
+    nowhere = MotoS3(endpoint=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    with running_gateway(tmp_path, settings=nowhere.settings("vidgate-gone")) as down:
+        answer = httpx.get(f"{down.url}/readyz", timeout=30)
+        assert answer.status_code == 503 and answer.json()["failing"] == ["storage"]
+        assert answer.json()["checks"]["storage"] == "The storage does not answer."
+        assert SECRET_KEY not in down.log.read_text()

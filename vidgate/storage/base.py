@@ -111,6 +111,10 @@ class Storage(ABC):
         """A URL that fetches the object without credentials for `ttl_s` seconds; None where there is none."""
         return None
 
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise StorageUnavailable unless objects can be stored and read now (for /readyz)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once when the app stops."""
 

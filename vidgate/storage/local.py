@@ -26,6 +26,18 @@ class FileStorage(Storage):
     def describe(self) -> str:
         return f"file:{self.root}"
 
+    async def check(self) -> None:
+        def writable() -> bool:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return os.access(self.root, os.W_OK)
+
+        try:
+            usable = await asyncio.to_thread(writable)
+        except OSError as exc:
+            raise StorageUnavailable(f"the storage folder cannot be made: {exc.strerror or exc}") from exc
+        if not usable:
+            raise StorageUnavailable("the storage folder is not writable")
+
     def local_path(self, key: str) -> Path:
         return self.root / check_key(key)
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 # Large files go up in parts of this size, two at a time: an upload holds at most ~16 MiB in memory.
 PART_SIZE = 8 * 1024 * 1024
 PART_CONCURRENCY = 2
+# /readyz looks this key up: any answer but an error means the bucket is reachable with these credentials.
+_PROBE_KEY = "vidgate-readyz-probe"
 # Presigned URLs kept for reuse (each a few hundred bytes).
 _SIGNED_CACHE = 4096
 _STATUS = re.compile(r"status code: (\d{3}[A-Za-z ]*)")
@@ -62,6 +64,9 @@ class S3Storage(Storage):
         return f"s3://{self.location.bucket}{prefix}" + (
             f" at {self.location.endpoint_url}" if self.location.endpoint_url else ""
         )
+
+    async def check(self) -> None:
+        await self.stat(_PROBE_KEY)  # answered (found or not) means reachable and allowed
 
     async def put_file(self, key: str, source: Path, *, content_type: str | None = None) -> None:
         try:
