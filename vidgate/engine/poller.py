@@ -295,7 +295,10 @@ class Poller:
         if not won:
             # Cancelled or deleted while we downloaded: the files belong to nobody.
             shutil.rmtree(folder, ignore_errors=True)
-            await storage.delete(list(stored.values()))
+            try:
+                await storage.delete(list(stored.values()))
+            except StorageUnavailable as exc:
+                log.warning("task %s: stored files of a lost race not deleted (%s)", row.id, exc)
         self.webhooks_due()
         await provider.release(row.upstream_id or "", creds)
 

@@ -55,6 +55,7 @@ from vidgate.errors import (
     PermissionDenied,
     ProviderError,
     RateLimited,
+    StorageUnavailable,
     UpstreamRejected,
     UpstreamTaken,
     UpstreamTransient,
@@ -765,7 +766,11 @@ class Submitter:
             )
         await task_store.mark_deleted(self._db, task_id=row.id)
         shutil.rmtree(self.media_dir(row.id), ignore_errors=True)
-        await self.storage.delete_tree(task_key(row.id))
+        try:
+            await self.storage.delete_tree(task_key(row.id))
+        except StorageUnavailable as exc:
+            # The task is deleted all the same; the retention sweep deletes its objects when they expire.
+            log.warning("task %s: stored files not deleted yet (%s)", row.id, exc)
 
 
 def task_key(task_id: str) -> str:
