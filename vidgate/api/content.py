@@ -35,6 +35,7 @@ Variant = Literal["video", "thumbnail", "spritesheet"]
 _TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 _EXT = {"video": "mp4", "thumbnail": "webp", "spritesheet": "jpg"}
 _FILE_TYPES = {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in _TYPES.values()}
+_REDIRECT = {"description": "With content_redirect (s3:// storage): `Location` is a presigned URL of the file."}
 _FAST_PREFIX, _FAST_SUFFIX, _FAST_ROUTE = "/v1/videos/", "/content", "/v1/videos/{video_id}/content"
 # content_redirect: how long the presigned URL a client is sent to stays valid (it is used at once).
 PRESIGN_TTL_S = 300
@@ -70,6 +71,7 @@ class StoredFile(FileResponse):
     responses={
         200: {"description": "The file.", "content": _FILE_TYPES},
         206: {"description": "Partial content (Range).", "content": _PARTS},
+        302: _REDIRECT,
         **openai_errors(400, 404, 409),
         416: text("Range not satisfiable."),
     },
@@ -114,6 +116,7 @@ files_router = APIRouter(tags=["Signed files"])
     responses={
         200: {"description": "The file.", "content": _FILE_TYPES},
         206: {"description": "Partial content (Range).", "content": _PARTS},
+        302: _REDIRECT,
         403: text("AccessDenied: the URL is invalid or has expired."),
         404: text("NoSuchKey: the file no longer exists."),
         416: text("Range not satisfiable."),
