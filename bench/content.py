@@ -80,6 +80,18 @@ def s3_settings(s3: MotoS3, bucket: str, prefix: str, *, redirect: bool) -> str:
     return "poll_interval_s = 0.2\nlocal_workers = 1\n" + s3.settings(bucket, prefix, redirect=redirect)
 
 
+Figures = tuple[float, float, float]
+
+
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) the process has used so far; 0 without a pid."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pair(
     ours: str,
     theirs: str,
@@ -89,16 +101,26 @@ def pair(
     rounds: int,
     key: str | None,
     their_key: str | None = None,
-) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """Load `ours` and `theirs` in turn, `rounds` times each (other work on a shared machine comes and goes);
-    each one's best run (requests/s, p50, p99)."""
+    pids: tuple[int | None, int | None] = (None, None),
+) -> tuple[Figures, Figures, tuple[float, float]]:
+    """Load `ours` and `theirs` in turn, `rounds` times each (other work on a shared machine comes and goes):
+    each one's best run (requests/s, p50, p99), and the CPU µs per request of the processes in `pids` (less
+    swayed by other load than requests/s are)."""
     wrk(ours, seconds=1, connections=connections, key=key)
     wrk(theirs, seconds=1, connections=connections, key=their_key)
-    a, b = [], []
+    a: list[Figures] = []
+    b: list[Figures] = []
+    cpu = [0.0, 0.0]
+    count = [0.0, 0.0]
     for _ in range(rounds):
-        a.append(wrk(ours, seconds=seconds, connections=connections, key=key))
-        b.append(wrk(theirs, seconds=seconds, connections=connections, key=their_key))
-    return max(a), max(b)
+        for side, (url, auth, found) in enumerate(((ours, key, a), (theirs, their_key, b))):
+            before = cpu_s(pids[side])
+            figures = wrk(url, seconds=seconds, connections=connections, key=auth)
+            cpu[side] += cpu_s(pids[side]) - before
+            count[side] += figures[0] * seconds
+            found.append(figures)
+    per_request = (cpu[0] * 1e6 / max(count[0], 1), cpu[1] * 1e6 / max(count[1], 1))
+    return max(a), max(b), per_request
 
 
 def line(label: str, figures: tuple[float, float, float]) -> str:
@@ -171,11 +193,13 @@ def main() -> None:
             video_id = completed_video(server, key)
             shutil.copyfile(media, work / "file" / "media" / "tasks" / video_id / "video.mp4")
             url, bare_url = f"{server.url}/v1/videos/{video_id}/content", f"http://127.0.0.1:{bare_port}/file"
-            ours, base = pair(url, bare_url, key=key, **load)
+            assert server.proc is not None
+            ours, base, cost = pair(url, bare_url, key=key, pids=(server.proc.pid, bare.pid), **load)
         out += [
             line("content 1 MiB, vidgate file: storage", ours),
             line("bare Starlette FileResponse", base),
             f"{'ratio (target >= 80%)':<44}{ours[0] / base[0]:8.2%}",
+            f"{'server CPU per request, vidgate / bare':<44}{cost[0]:8.0f} µs / {cost[1]:.0f} µs",
         ]
 
         # 2. s3:// streaming against reading the object from moto directly.
@@ -185,7 +209,7 @@ def main() -> None:
             object_key = f"stream/tasks/{video_id}/video.mp4"
             s3.put(bucket, object_key, media.read_bytes())
             url = f"{server.url}/v1/videos/{video_id}/content"
-            ours, direct = pair(url, s3.presigned(bucket, object_key), key=key, **load)
+            ours, direct, _ = pair(url, s3.presigned(bucket, object_key), key=key, **load)
             out += [
                 line("content 1 MiB, vidgate s3:// streaming", ours),
                 line("the object read from moto directly", direct),
@@ -212,11 +236,14 @@ def main() -> None:
             content_url = f"{server.url}/v1/videos/{video_id}/content"
             assert httpx.get(content_url, headers={"Authorization": f"Bearer {key}"}).status_code == 302
             status_url = f"{server.url}/v1/videos/{video_id}"
-            redirect, status = pair(content_url, status_url, key=key, their_key=key, **load)
+            assert server.proc is not None
+            pids = (server.proc.pid, server.proc.pid)
+            redirect, status, cost = pair(content_url, status_url, key=key, their_key=key, pids=pids, **load)
             out += [
                 line("content, s3:// content_redirect (302)", redirect),
                 line("status read GET /v1/videos/{id}, same server", status),
                 f"{'ratio (target: as cheap, ~100%)':<44}{redirect[0] / status[0]:8.2%}",
+                f"{'vidgate CPU per request, redirect / status':<44}{cost[0]:8.0f} µs / {cost[1]:.0f} µs",
                 memory,
             ]
 
