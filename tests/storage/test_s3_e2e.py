@@ -265,3 +265,21 @@ def test_readyz_names_the_storage(streaming: tuple[Server, str], s3: MotoS3, tmp
         assert answer.status_code == 503 and answer.json()["failing"] == ["storage"]
         assert answer.json()["checks"]["storage"] == "The storage does not answer."
         assert SECRET_KEY not in down.log.read_text()
+
+
+def test_a_file_storage_apart_from_media_dir(tmp_path: Path) -> None:
+    """storage_url = "file:OTHER": media_dir stays the working folder; finished files move to OTHER."""
+    store = tmp_path / "store"
+    settings = f'poll_interval_s = 0.2\nlocal_workers = 1\nstorage_url = "file:{store}"\n'
+    with running_gateway(tmp_path / "gw", settings=settings) as server:
+        key = server.key()
+        video_id = create(server, key)
+        stored = store / "tasks" / video_id / "video.mp4"
+        assert sorted(path.name for path in stored.parent.iterdir()) == sorted(PREVIEWS)
+        assert not (tmp_path / "gw" / "media" / "tasks" / video_id / "video.mp4").exists()
+        whole = content(server, key, video_id)
+        assert whole.status_code == 200 and whole.content == stored.read_bytes()
+        part = content(server, key, video_id, range="bytes=0-9")
+        assert part.status_code == 206 and part.content == stored.read_bytes()[:10]
+        deleted = httpx.delete(f"{server.url}/v1/videos/{video_id}", headers={"Authorization": f"Bearer {key}"})
+        assert deleted.status_code == 200 and not stored.parent.exists()

@@ -269,6 +269,8 @@ class Poller:
         except StorageUnavailable as exc:
             await self._retry_later(row, f"store: {exc}")
             return
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # emptied by storing elsewhere (kept when it holds the stored files or inputs)
         now = time.time()
         key = await key_store.get_key(self._db, key_id=row.key_id)
         won = await task_store.finish(
