@@ -32,7 +32,8 @@ def wait_for(server: Server, status: int, timeout: float = 20) -> httpx.Response
 def test_healthz_and_readyz(server: Server) -> None:
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     body = ready(server).json()
-    assert body["status"] == "ok" and body["checks"] == {"database": "ok", "poller": "ok", "media_dir": "ok"}
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "ok", "poller": "ok", "media_dir": "ok", "storage": "ok"}
 
 
 def test_readyz_names_the_database_when_the_sqlite_file_goes(tmp_path: Path) -> None:

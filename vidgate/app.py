@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from vidgate import __version__, netguard, redact
 from vidgate.api import admin, content, dashscope, docs, errors, openai_videos, playground, usage
+from vidgate.api.content import ContentFastPath
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
 from vidgate.api.limits import FORM_OVERHEAD, BodyLimit
@@ -28,6 +29,7 @@ from vidgate.engine.webhooks import Deliverer
 from vidgate.metrics import Metrics
 from vidgate.providers.registry import build_registry
 from vidgate.redact import Redactor
+from vidgate.storage import from_settings as storage_from_settings
 from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 
 log = logging.getLogger("vidgate")
@@ -64,7 +66,11 @@ def create_app(settings: Settings) -> ASGIApp:
         http = netguard.client(policy=netguard.Policy(hosts=configured))
         registry = build_registry(settings, http)
         health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
-        submitter = Submitter(settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics)
+        storage = storage_from_settings(settings)
+        log.info("stored media go to %s", storage.describe())
+        submitter = Submitter(
+            settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics, storage=storage
+        )
         deliverer = Deliverer(settings=settings, db=db, http=http, metrics=metrics)
         poller = Poller(
             settings=settings,
@@ -90,6 +96,7 @@ def create_app(settings: Settings) -> ASGIApp:
             submitter=submitter,
             poller=poller,
             metrics=metrics,
+            storage=storage,
         )
         # Everything built so far lives as long as the process: keep the collector from rescanning it on
         # every full collection (those pauses showed as the p99 of status reads).
@@ -111,6 +118,7 @@ def create_app(settings: Settings) -> ASGIApp:
                 log.warning("background loops did not stop within %.0f s; cancelled", BACKGROUND_STOP_S)
             for provider in registry.providers.values():
                 await provider.close()
+            await storage.close()
             await http.aclose()
             close_reader(db)
             await db.dispose()
@@ -137,5 +145,5 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(docs.router)
     app.include_router(usage.router)
     capped = BodyLimit(app, limit=settings.max_upload_bytes + FORM_OVERHEAD)
-    # The status fast path reads no body, so it sits outside the cap (status reads are the hottest route).
-    return Measure(RequestId(StatusFastPath(capped, running)), metrics=metrics)
+    # The status and content fast paths read no body, so they sit outside the cap (the hottest routes).
+    return Measure(RequestId(StatusFastPath(ContentFastPath(capped, running), running)), metrics=metrics)

@@ -365,7 +365,8 @@ def generate(
             err.print(f"[red]{video['status']}:[/red] {error.get('message', '')} ({error.get('code', '')})")
             raise typer.Exit(1)
         target = out_file or Path(f"{video['id']}.mp4")
-        with client.stream("GET", f"/videos/{video['id']}/content") as response:
+        # With content_redirect the server answers 302 to a presigned URL (httpx drops the key on another host).
+        with client.stream("GET", f"/videos/{video['id']}/content", follow_redirects=True) as response:
             if response.status_code != 200:
                 _check(httpx.Response(response.status_code, content=response.read()))
             with target.open("wb") as handle:

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vidgate.errors import ConfigError
+from vidgate.storage import parse_storage_url
 
 ENV_CONFIG = "VIDGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "vidgate.toml"
@@ -91,6 +92,25 @@ class ChannelConfig(BaseModel):
         return value.rstrip("/")
 
 
+class StorageConfig(BaseModel):
+    """The `[storage]` table: how to reach an s3:// storage (any S3-compatible service)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint_url: str = ""  # omitted: AWS S3 itself
+    region: str = ""
+    # Credentials: never in a repr. Both omitted: the usual AWS sources (environment, instance role).
+    access_key: str = Field(default="", repr=False)
+    secret_key: str = Field(default="", repr=False)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/]+/?$", value):
+            raise ValueError("endpoint_url must look like http(s)://host[:port]")
+        return value.rstrip("/")
+
+
 class Settings(BaseModel):
     """Everything vidgate reads at startup, validated once and passed into create_app()."""
 
@@ -100,6 +120,12 @@ class Settings(BaseModel):
     # Not in a repr: it may carry the database password.
     database_url: str = Field(default="sqlite:///var/vidgate.db", repr=False)
     media_dir: Path = Path("var/media")
+    # Where finished videos, previews and uploads are kept: "file:PATH" or "s3://bucket/prefix"; empty means
+    # "file:" + media_dir. media_dir itself stays the local working folder (downloads, renders, temp files).
+    storage_url: str = ""
+    storage: StorageConfig = StorageConfig()
+    # s3 only: content routes answer 302 to a short-lived presigned URL instead of streaming the object.
+    content_redirect: bool = False
     default_model: str = "vidgate-local"
     secret: str = Field(default="", repr=False)
     signed_url_ttl: int = Field(default=86400, ge=1)
@@ -148,6 +174,19 @@ class Settings(BaseModel):
         if not value.startswith(("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
             raise ValueError("database_url must be sqlite:///PATH or postgresql://user@host/db")
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        if value:
+            parse_storage_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _redirect_needs_s3(self) -> Settings:
+        if self.content_redirect and not self.storage_url.startswith("s3://"):
+            raise ValueError("content_redirect = true needs an s3:// storage_url (a file: storage has no URL to send)")
+        return self
 
     @property
     def state_dir(self) -> Path:

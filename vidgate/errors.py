@@ -15,7 +15,8 @@ Client-facing errors carry what each surface needs to render them (api/errors.py
     │   ├── PayloadTooLarge          413
     │   └── RateLimited              429, with retry_after (requests per minute, quota, full channels)
     ├── ServiceError                 vidgate or its upstreams cannot serve right now; rendered as 5xx
-    │   └── UpstreamUnavailable      502/503, no channel could take the request
+    │   ├── UpstreamUnavailable      502/503, no channel could take the request
+    │   └── StorageUnavailable       503, the storage (file: or s3://) did not answer or refused
     └── ProviderError                raised by provider adapters, translated by the engine
         ├── UpstreamRejected         the upstream refused the request itself (its 4xx); not retried
         ├── UpstreamTransient        429, 5xx, timeout, connection error, garbage; try later / elsewhere
@@ -182,6 +183,12 @@ class UpstreamUnavailable(ServiceError):
         self.status = status
         self.retry_after = retry_after
         self.code = "upstream_unavailable" if status == 503 else "upstream_error"
+
+
+class StorageUnavailable(ServiceError):
+    """The storage (a folder, an S3 bucket) did not answer or refused; the message never names a credential."""
+
+    code = "storage_unavailable"
 
 
 class ProviderError(VidgateError):

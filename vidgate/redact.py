@@ -51,13 +51,14 @@ class Redactor:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Redactor:
-        """Masking the signing secret, the database password and every channel's credentials, besides the shapes
-        of keys."""
+        """Masking the signing secret, the database password, every channel's credentials and the S3 secret key,
+        besides the shapes of keys."""
         values = [settings.secret]
         with contextlib.suppress(ArgumentError):
             values.append(make_url(settings.database_url).password or "")
         for channel in settings.channels:
             values += [channel.api_key, channel.access_key, channel.secret_key]
+        values.append(settings.storage.secret_key)
         return cls(values)
 
     def __call__(self, text: str) -> str:

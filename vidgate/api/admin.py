@@ -12,6 +12,7 @@ from starlette.responses import Response
 from vidgate.api.deps import ServicesDep
 from vidgate.api.openai_videos import json_response
 from vidgate.api.schemas import Health, Ready
+from vidgate.errors import StorageUnavailable
 from vidgate.store.db import ping
 
 router = APIRouter(tags=["Operators"])
@@ -22,6 +23,7 @@ FAILED = {
     "database": "The database does not answer.",
     "poller": "The poller is not running.",
     "media_dir": "The media folder is not writable.",
+    "storage": "The storage does not answer.",
 }
 
 
@@ -38,7 +40,8 @@ async def healthz() -> Response:
     responses={503: {"model": Ready, "description": "Not ready: `failing` names the checks that fail."}},
 )
 async def readyz(svc: ServicesDep) -> Response:
-    """200 when the database answers, the poller runs and the media folder is writable; 503 naming what fails."""
+    """200 when the database answers, the poller runs, the media folder is writable and the storage answers; 503
+    naming what fails."""
     ok: dict[str, bool] = {}
     try:
         await ping(svc.db, svc.settings.database_url)
@@ -54,6 +57,12 @@ async def readyz(svc: ServicesDep) -> Response:
     ok["media_dir"] = media.is_dir() and os.access(media, os.W_OK)
     if not ok["media_dir"]:
         log.warning("readyz: the media folder %s is not writable", media)
+    try:
+        await svc.storage.check()
+        ok["storage"] = True
+    except StorageUnavailable as exc:
+        log.warning("readyz: the storage (%s) does not answer: %s", svc.storage.describe(), exc)
+        ok["storage"] = False
     failing = [name for name, good in ok.items() if not good]
     checks = {name: "ok" if good else FAILED[name] for name, good in ok.items()}
     body = {"status": "ok" if not failing else "unavailable", "failing": failing, "checks": checks}

@@ -8,7 +8,6 @@ errors are {request_id, code, message}.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,7 +15,6 @@ import math
 import mimetypes
 import re
 import secrets
-import shutil
 import time
 import uuid
 from collections.abc import Mapping
@@ -58,6 +56,7 @@ from vidgate.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    StorageUnavailable,
     UpstreamFailure,
 )
 from vidgate.status import TaskStatus
@@ -186,24 +185,16 @@ async def _resolve_uploads(
                 raise InvalidRequest(f"{param}: no uploaded file {value} for this key.", param=param, code="InvalidURL")
             mime = upload.content_type or mimetypes.guess_type(upload.path)[0] or "application/octet-stream"
             copy = svc.settings.media_dir / "tmp" / f"oss-{secrets.token_hex(8)}{Path(upload.path).suffix[:9]}"
-            try:
-                await asyncio.to_thread(_copy, svc.settings.media_dir / upload.path, copy)
-            except FileNotFoundError as exc:
-                # Its row outlived its file (a crash between the two, or a sweep in progress).
-                raise InvalidRequest(
-                    f"{param}: the uploaded file {value} is gone.", param=param, code="InvalidURL"
-                ) from exc
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if not await svc.storage.fetch(upload.path, copy):
+                # Its row outlived its object (a crash between the two, or a sweep in progress).
+                raise InvalidRequest(f"{param}: the uploaded file {value} is gone.", param=param, code="InvalidURL")
             files[field] = StoredFile(path=copy, mime=mime)
     except BaseException:
         for stored in files.values():
             stored.path.unlink(missing_ok=True)
         raise
     return files
-
-
-def _copy(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, dest)
 
 
 # -- tasks ------------------------------------------------------------------------------------------------
@@ -573,9 +564,9 @@ async def _store_upload(
 ) -> upload_store.Stored:
     limit, too_big = cap
     relative = f"uploads/{hashlib.sha256(key.encode()).hexdigest()}{mimetypes.guess_extension(content_type) or ''}"
-    path = svc.settings.media_dir / relative
-    partial = path.with_name(path.name + f".{secrets.token_hex(4)}.part")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Received into a local temp file first (capped as it arrives), then stored.
+    partial = svc.settings.media_dir / f"{relative}.{secrets.token_hex(4)}.part"
+    partial.parent.mkdir(parents=True, exist_ok=True)
     size = 0
     try:
         with partial.open("wb") as handle:
@@ -600,7 +591,11 @@ async def _store_upload(
             now=now,
         )
         if stored == "stored":
-            partial.replace(path)
+            try:
+                await svc.storage.put_file(relative, partial, content_type=content_type)
+            except StorageUnavailable:
+                await upload_store.forget_uploads(svc.db, keys=[key])
+                raise
         return stored
     finally:
         partial.unlink(missing_ok=True)

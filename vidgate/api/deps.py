@@ -16,6 +16,7 @@ from vidgate.engine.poller import Poller
 from vidgate.engine.submit import Submitter
 from vidgate.metrics import Metrics
 from vidgate.providers.registry import Registry
+from vidgate.storage import Storage
 from vidgate.store.keys import KeyRecord
 
 
@@ -31,6 +32,7 @@ class Services:
     submitter: Submitter
     poller: Poller
     metrics: Metrics
+    storage: Storage
 
 
 async def services(request: Request) -> Services:

@@ -173,11 +173,12 @@ class ReadyChecks(Shape):
     database: str
     poller: str
     media_dir: str
+    storage: str
 
 
 class Ready(Shape):
     status: Literal["ok", "unavailable"]
-    failing: list[Literal["database", "poller", "media_dir"]]
+    failing: list[Literal["database", "poller", "media_dir", "storage"]]
     checks: ReadyChecks
 
 

@@ -25,8 +25,8 @@ from vidgate.config import Settings
 from vidgate.engine import billing, uploads
 from vidgate.engine.idempotency import TTL_S as IDEMPOTENCY_TTL_S
 from vidgate.engine.schedule import failure_delay, poll_delay
-from vidgate.engine.submit import Submitter
-from vidgate.errors import Conflict, ProviderError, RateLimited, UpstreamUnavailable, VidgateError
+from vidgate.engine.submit import Submitter, task_key
+from vidgate.errors import Conflict, ProviderError, RateLimited, StorageUnavailable, UpstreamUnavailable, VidgateError
 from vidgate.metrics import Metrics
 from vidgate.providers.base import UPSTREAM_TASK_LOST, Credentials, Progress, Provider
 from vidgate.providers.registry import Registry
@@ -153,10 +153,11 @@ class Poller:
         expired = await task_store.expired_media(self._db, now=now, limit=200)
         for task_id in expired:
             shutil.rmtree(self._submitter.media_dir(task_id), ignore_errors=True)
+            await self._submitter.storage.delete_tree(task_key(task_id))
         await task_store.forget_media(self._db, task_ids=expired)
         if expired:
             log.info("retention: deleted the files of %d expired videos", len(expired))
-        await uploads.sweep(self._db, self._settings.media_dir, now=now)
+        await uploads.sweep(self._db, self._settings.media_dir, now=now, storage=self._submitter.storage)
         await idempotency_store.sweep(self._db, before=now - IDEMPOTENCY_TTL_S)
         return len(expired)
 
@@ -258,7 +259,25 @@ class Poller:
         except ProviderError as exc:
             log.info("task %s: upstream previews unavailable (%s); making our own", row.id, exc)
         await asyncio.to_thread(_previews, video, thumbnail, sprites)
-        root = self._settings.media_dir
+        # Into storage at once (for s3://, the local copies go: they were only for probing and previews).
+        storage, prefix = self._submitter.storage, task_key(row.id)
+        stored: dict[str, str] = {}
+        try:
+            extras = [(path, media.extra_type(path.name)) for path in media.extra_files(folder).values()]
+            for path, content_type in (
+                (video, "video/mp4"),
+                (thumbnail, "image/webp"),
+                (sprites, "image/jpeg"),
+                *extras,
+            ):
+                if path.exists():
+                    await storage.put_file(f"{prefix}/{path.name}", path, content_type=content_type)
+                    stored[path.name] = f"{prefix}/{path.name}"
+        except StorageUnavailable as exc:
+            await self._retry_later(row, f"store: {exc}")
+            return
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # emptied by storing elsewhere (kept when it holds the stored files or inputs)
         now = time.time()
         key = await key_store.get_key(self._db, key_id=row.key_id)
         won = await task_store.finish(
@@ -271,9 +290,9 @@ class Poller:
             ),
             values={
                 "progress": 100,
-                "video_path": str(video.relative_to(root)),
-                "thumbnail_path": str(thumbnail.relative_to(root)) if thumbnail.exists() else None,
-                "spritesheet_path": str(sprites.relative_to(root)) if sprites.exists() else None,
+                "video_path": stored[video.name],
+                "thumbnail_path": stored.get(thumbnail.name),
+                "spritesheet_path": stored.get(sprites.name),
                 "duration": facts.duration,
                 "width": facts.width,
                 "height": facts.height,
@@ -285,6 +304,10 @@ class Poller:
         if not won:
             # Cancelled or deleted while we downloaded: the files belong to nobody.
             shutil.rmtree(folder, ignore_errors=True)
+            try:
+                await storage.delete(list(stored.values()))
+            except StorageUnavailable as exc:
+                log.warning("task %s: stored files of a lost race not deleted (%s)", row.id, exc)
         self.webhooks_due()
         await provider.release(row.upstream_id or "", creds)
 

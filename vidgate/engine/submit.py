@@ -55,6 +55,7 @@ from vidgate.errors import (
     PermissionDenied,
     ProviderError,
     RateLimited,
+    StorageUnavailable,
     UpstreamRejected,
     UpstreamTaken,
     UpstreamTransient,
@@ -65,6 +66,8 @@ from vidgate.metrics import Metrics
 from vidgate.providers.base import Credentials, Provider, Submitted, VideoRequest
 from vidgate.providers.registry import Channel, Registry
 from vidgate.status import TaskStatus
+from vidgate.storage import Storage
+from vidgate.storage import from_settings as storage_from_settings
 from vidgate.store import idempotency as idempotency_store
 from vidgate.store import tasks as task_store
 from vidgate.store.keys import KeyRecord
@@ -157,11 +160,14 @@ class Submitter:
         on_created: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         callback_url: Callable[[str, str], str | None] | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self._settings = settings
         # (provider name, task id) -> the URL an upstream may call when the task changes (issue 11's route);
         # given only to providers that set accepts_callback. None: no callbacks, polling alone.
         self._callback_url = callback_url
+        # Where finished videos and previews are kept (media_dir(task_id) is only the local working folder).
+        self.storage = storage if storage is not None else storage_from_settings(settings)
         self._db = db
         self._registry = registry
         self._http = http
@@ -768,6 +774,16 @@ class Submitter:
             )
         await task_store.mark_deleted(self._db, task_id=row.id)
         shutil.rmtree(self.media_dir(row.id), ignore_errors=True)
+        try:
+            await self.storage.delete_tree(task_key(row.id))
+        except StorageUnavailable as exc:
+            # The task is deleted all the same; the retention sweep deletes its objects when they expire.
+            log.warning("task %s: stored files not deleted yet (%s)", row.id, exc)
+
+
+def task_key(task_id: str) -> str:
+    """The storage prefix of a task's stored files ("tasks/<id>", as under media_dir)."""
+    return f"tasks/{task_id}"
 
 
 def _maybe_made(attempts: list[Attempt], channel: Channel) -> bool:

@@ -2,8 +2,8 @@
 
 An object uploaded through the DashScope flow (`oss://…`) is meant for a submit within minutes (its policy lives
 5 minutes); vidgate keeps it UPLOAD_LIFETIME_S (48 h, as DashScope keeps its own temporary uploads), then deletes
-the file and its row. Temp files of interrupted requests (media_dir/tmp/upload-*, *.part beside uploads) are
-deleted once they are an hour old: no request lives that long.
+the stored object and its row. Temp files of interrupted requests (media_dir/tmp/upload-*, *.part beside uploads)
+are deleted once they are an hour old: no request lives that long.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vidgate.storage import FileStorage, Storage
 from vidgate.store import uploads as upload_store
 
 log = logging.getLogger("vidgate.uploads")
@@ -31,10 +32,11 @@ async def remaining_allowance(db: AsyncEngine, *, key_id: str, allowance: int, n
     return allowance - await upload_store.used_since(db, key_id=key_id, since=now - ALLOWANCE_WINDOW_S)
 
 
-async def sweep(db: AsyncEngine, media_dir: Path, *, now: float) -> int:
-    """Delete uploads older than UPLOAD_LIFETIME_S and temp files older than TEMP_LIFETIME_S; how many went."""
+async def sweep(db: AsyncEngine, media_dir: Path, *, now: float, storage: Storage | None = None) -> int:
+    """Delete uploads older than UPLOAD_LIFETIME_S (from `storage`, by default the files under media_dir) and
+    temp files older than TEMP_LIFETIME_S; how many went."""
     old = await upload_store.uploads_before(db, before=now - UPLOAD_LIFETIME_S, limit=_SWEEP_BATCH)
-    await asyncio.to_thread(_unlink_all, [media_dir / upload.path for upload in old])
+    await (storage or FileStorage(media_dir)).delete([upload.path for upload in old])
     await upload_store.forget_uploads(db, keys=[upload.key for upload in old])
     strays = await asyncio.to_thread(stray_temp_files, media_dir, now=now)
     await asyncio.to_thread(_unlink_all, strays)

@@ -62,7 +62,7 @@ tasks = sa.Table(
     sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
     sa.Column("poll_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_poll_error", sa.Text, nullable=True),
-    # The stored result, relative to media_dir, and what probing it found.
+    # The stored result (storage keys, relative to media_dir for file: storage), and what probing it found.
     sa.Column("video_path", sa.String(300), nullable=True),
     sa.Column("thumbnail_path", sa.String(300), nullable=True),
     sa.Column("spritesheet_path", sa.String(300), nullable=True),

@@ -578,3 +578,36 @@ async def count_by_status(engine: AsyncEngine) -> dict[str, int]:
     query = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
     async with engine.connect() as conn:
         return {status: count for status, count in (await conn.execute(query)).all()}
+
+
+@dataclass(frozen=True)
+class StoredMedia:
+    """What a content request needs of a task: its state and where its files are (storage keys)."""
+
+    status: TaskStatus
+    expires_at: float | None
+    video_path: str | None
+    thumbnail_path: str | None
+    spritesheet_path: str | None
+
+
+_MEDIA_FIELDS = [f.name for f in fields(StoredMedia)]
+_MEDIA_SQL = f"SELECT {', '.join(_MEDIA_FIELDS)} FROM tasks WHERE id = ? AND key_id = ? AND deleted_at IS NULL"
+
+
+async def get_media(engine: AsyncEngine, *, task_id: str, key_id: str) -> StoredMedia | None:
+    """The key's task as the content fast path needs it (no JSON columns decoded, nothing unsealed)."""
+    reader = sqlite_reader(engine)
+    found: Any
+    if reader is not None:
+        found = reader.one(_MEDIA_SQL, (task_id, key_id))
+    else:
+        query = sa.select(*(tasks.c[name] for name in _MEDIA_FIELDS)).where(
+            tasks.c.id == task_id, tasks.c.key_id == key_id, tasks.c.deleted_at.is_(None)
+        )
+        async with engine.connect() as conn:
+            found = (await conn.execute(query)).first()
+    if found is None:
+        return None
+    status, expires_at, video, thumbnail, sprites = tuple(found)
+    return StoredMedia(TaskStatus(status), expires_at, video, thumbnail, sprites)

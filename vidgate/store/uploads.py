@@ -19,7 +19,7 @@ Stored = Literal["stored", "taken", "over_allowance"]
 class UploadRecord:
     key: str
     key_id: str
-    path: str  # relative to media_dir
+    path: str  # the storage key (relative to media_dir for file: storage)
     size: int
     content_type: str | None
 
