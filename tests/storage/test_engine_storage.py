@@ -45,6 +45,7 @@ SPEC = ModelSpec(
     default_seconds=1,
     sizes=("96x64",),
     default_size="96x64",
+    price=Decimal(0),
 )
 
 
@@ -66,7 +67,9 @@ class Finished(Provider):
     def models(self) -> list[ModelSpec]:
         return [SPEC]
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         return Submitted(upstream_id=f"up-{task_id}")
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
