@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate import netguard
 from vidgate.auth import KeyRing, new_webhook_secret
-from vidgate.config import Settings, load_settings
+from vidgate.config import ENV_CONFIG, Settings, load_settings
 from vidgate.engine.health import load_health
 from vidgate.engine.pricing import from_micros, to_micros
 from vidgate.engine.webhooks import recent as recent_deliveries
@@ -80,6 +81,7 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes sharing the port.", min=1, max=64)] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the gateway (migrations are applied first)."""
@@ -88,26 +90,55 @@ def serve(
     from vidgate.app import SHUTDOWN_REQUESTS_S, create_app
 
     settings = _settings(config)
+    application: Any = None
     try:
-        application = create_app(settings)
-    except VidgateError as exc:
+        if workers == 1:
+            application = create_app(settings)
+        else:
+            # Every worker process builds its own app from the same file (uvicorn's workers take an import
+            # string). The secret and the schema are settled here first, so the workers do not race for them.
+            settings = settings.with_secret()
+            migrate(settings.database_url, secret=settings.secret)
+            application = "vidgate.cli:worker_app"
+            set_worker_config(settings.source)
+    except (VidgateError, ConfigError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    err.print(f"vidgate on http://{host}:{port}/  (playground /, API /v1, docs /docs)")
+    plural = f" ({workers} processes)" if workers > 1 else ""
+    err.print(f"vidgate on http://{host}:{port}/{plural}  (playground /, API /v1, docs /docs)")
     # vidgate's own loggers write through uvicorn's handler at the same level (the app puts its redacting
     # filter on that handler), instead of Python's last-resort handler, which drops everything below WARNING.
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["vidgate"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
-    # On SIGTERM: stop accepting, give in-flight requests (a client trickling a body too) a bounded time.
+    # On SIGTERM: stop accepting, give in-flight requests (a client trickling a body too) a bounded time. With
+    # workers, uvicorn's supervisor passes SIGTERM on to each of them and waits for them.
     uvicorn.run(
         application,
         host=host,
         port=port,
+        workers=workers if workers > 1 else None,
+        factory=workers > 1,
         log_level=log_level,
         access_log=False,
         log_config=log_config,
         timeout_graceful_shutdown=SHUTDOWN_REQUESTS_S,
     )
+
+
+def set_worker_config(source: Path | None) -> None:
+    """Point the worker processes (spawned, so they inherit the environment) at the file the server read."""
+    if source is not None:
+        os.environ[ENV_CONFIG] = str(source.resolve())
+    else:
+        # The embedded default: a $VIDGATE_CONFIG naming a missing file was already refused, so none is set.
+        os.environ.pop(ENV_CONFIG, None)
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` process (a uvicorn factory): the settings file the server read."""
+    from vidgate.app import create_app
+
+    return create_app(load_settings(None))
 
 
 @keys_app.command("create")
