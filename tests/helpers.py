@@ -77,6 +77,8 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     keys: dict[str, str] = field(default_factory=dict)
     log_level: str = "warning"
+    # `serve --workers N`: N server processes on the port.
+    workers: int = 1
     _log_handle: Any = None
 
     @property
@@ -97,6 +99,7 @@ class Server:
                 str(self.port),
                 "--log-level",
                 self.log_level,
+                *(["--workers", str(self.workers)] if self.workers > 1 else []),
             ],
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,109 @@
+"""Scale-out against running vidgates: several processes on one database share max_in_flight as a hard cap,
+`serve --workers N` runs N processes on one port, and the idle process tree stays small."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes.dashscope import FakeDashScope
+from tests.helpers import Server, free_port, write_config
+
+WAN = "wan2.5-t2v-preview"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDashScope]:
+    upstream = FakeDashScope(latency_s=0.05)
+    with upstream.running():
+        yield upstream
+
+
+def capped_channel(fake: FakeDashScope, limit: int) -> str:
+    return (
+        f'[[channels]]\nname = "capped"\nprovider = "dashscope"\nbase_url = "{fake.base_url}"\n'
+        f'api_key = "sk-ds-test"\nmax_in_flight = {limit}\n'
+    )
+
+
+def start(folder: Path, extra: str, database_url: str, *, workers: int = 1) -> Server:
+    port = free_port()
+    config = write_config(folder, port=port, database_url=database_url, extra=extra)
+    server = Server(config=config, port=port, log=folder / "server.log", workers=workers)
+    server.start()
+    return server
+
+
+def most_at_once(spans: list[tuple[datetime, datetime | None]]) -> int:
+    """The most intervals open at one moment (an unfinished one is open to the end)."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans if end is not None])
+    open_, peak = 0, 0
+    for _, step in events:
+        open_ += step
+        peak = max(peak, open_)
+    return peak
+
+
+def test_racing_submits_across_processes_keep_max_in_flight(
+    tmp_path: Path, fake: FakeDashScope, database_url: str
+) -> None:
+    fake.polls_per_step = 0  # upstream tasks stay unfinished until the test moves them
+    extra = "poll_interval_s = 0.2\n" + capped_channel(fake, 2)
+    first = start(tmp_path / "a", extra, database_url)
+    try:
+        second = start(tmp_path / "b", extra, database_url)
+        try:
+            key = first.key("racer")
+            urls = [first.url, second.url] * 10
+
+            def submit(url: str) -> httpx.Response:
+                body = {"prompt": "a race", "model": WAN, "seconds": 5, "size": "1280x720"}
+                headers = {"Authorization": f"Bearer {key}"}
+                return httpx.post(f"{url}/v1/videos", json=body, headers=headers, timeout=60)
+
+            ready = threading.Barrier(len(urls))
+
+            def race(url: str) -> httpx.Response:
+                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+                    assert client.get("/v1/videos").status_code == 200  # connected, and the key is cached
+                    ready.wait()
+                    body = {"prompt": "a race", "model": WAN, "seconds": 5, "size": "1280x720"}
+                    return client.post("/v1/videos", json=body)
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(urls)) as pool:
+                answers = list(pool.map(race, urls))
+            accepted = [a for a in answers if a.status_code == 200]
+            refused = [a for a in answers if a.status_code != 200]
+            assert len(accepted) >= 2, [a.text for a in refused][:3]
+            assert all(a.status_code == 429 and a.json()["error"]["code"] == "channels_busy" for a in refused), [
+                a.text for a in refused
+            ][:3]
+            # Every accepted request is one upstream task, and never more than 2 were unfinished upstream at once.
+            assert len(fake.tasks) == len(accepted)
+            spans = [(task.submitted_at, task.ended_at) for task in fake.tasks.values()]
+            assert most_at_once(spans) <= 2, spans
+            assert len(accepted) == 2
+            # Once an upstream task ends (and vidgate has seen it), its slot serves the next submit.
+            for task_id in list(fake.tasks):
+                while fake.advance(task_id) not in ("SUCCEEDED", "FAILED"):
+                    pass
+            deadline = time.monotonic() + 30
+            for video in (a.json() for a in accepted):
+                url = f"{first.url}/v1/videos/{video['id']}"
+                while httpx.get(url, headers={"Authorization": f"Bearer {key}"}).json()["status"] != "completed":
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            assert submit(second.url).status_code == 200
+            assert submit(first.url).status_code == 200
+            assert submit(second.url).status_code == 429
+        finally:
+            second.stop()
+    finally:
+        first.stop()
