@@ -28,6 +28,7 @@ from vidgate.engine.webhooks import Deliverer
 from vidgate.metrics import Metrics
 from vidgate.providers.registry import build_registry
 from vidgate.redact import Redactor
+from vidgate.shared_state import shared_for
 from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 
 log = logging.getLogger("vidgate")
@@ -63,7 +64,13 @@ def create_app(settings: Settings) -> ASGIApp:
         configured = frozenset(netguard.host_of(channel.base_url) for channel in settings.channels if channel.base_url)
         http = netguard.client(policy=netguard.Policy(hosts=configured))
         registry = build_registry(settings, http)
-        health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
+        # Per process, or shared by every process and replica through Redis (rpm, breakers, revocations).
+        shared = shared_for(settings.redis_url)
+        await shared.start()
+        health = ChannelHealth(
+            db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s, shared=shared
+        )
+        await health.start()
         submitter = Submitter(settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics)
         deliverer = Deliverer(settings=settings, db=db, http=http, metrics=metrics)
         poller = Poller(
@@ -79,7 +86,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await provider.start(poller.wake)
         poller.start()
         deliverer.start()
-        keys = KeyRing(db)
+        keys = KeyRing(db, shared=shared)
         await keys.start()
         app.state.services = running["svc"] = Services(
             settings=settings,
@@ -112,6 +119,7 @@ def create_app(settings: Settings) -> ASGIApp:
             for provider in registry.providers.values():
                 await provider.close()
             await http.aclose()
+            await shared.close()
             close_reader(db)
             await db.dispose()
 

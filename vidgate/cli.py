@@ -27,6 +27,7 @@ from vidgate.engine.pricing import from_micros, to_micros
 from vidgate.engine.webhooks import recent as recent_deliveries
 from vidgate.errors import ConfigError, VidgateError
 from vidgate.redact import Redactor
+from vidgate.shared_state import shared_for
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store import usage as usage_store
@@ -217,11 +218,20 @@ def keys_list(config: ConfigOpt = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")], config: ConfigOpt = None) -> None:
     """Revoke a key; requests with it fail from then on."""
+    settings = _settings(config)
 
     async def revoke(engine: AsyncEngine) -> bool:
-        return await key_store.revoke_key(engine, key_id=key_id)
+        revoked = await key_store.revoke_key(engine, key_id=key_id)
+        if revoked and settings.redis_url:
+            # Every running process drops the key as this arrives (each also sees it in the database within 1 s).
+            shared = shared_for(settings.redis_url)
+            try:
+                await KeyRing(engine, shared=shared).announce_revocation(key_id)
+            finally:
+                await shared.close()
+        return revoked
 
-    if not _with_db(_settings(config), revoke):
+    if not _with_db(settings, revoke):
         err.print(f"[red]no active key {key_id}[/red]")
         raise typer.Exit(1)
     err.print(f"revoked {key_id}")
