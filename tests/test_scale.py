@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.fakes.dashscope import FakeDashScope
-from tests.helpers import Server, free_port, write_config
+from tests.helpers import Server, cli, free_port, write_config
+from tests.test_shared_state import REDIS_URL, redis_reachable
 
 WAN = "wan2.5-t2v-preview"
 
@@ -107,3 +108,19 @@ def test_racing_submits_across_processes_keep_max_in_flight(
             second.stop()
     finally:
         first.stop()
+
+
+@pytest.mark.skipif(not redis_reachable(), reason="Redis is not reachable at 127.0.0.1:6379")
+def test_rpm_holds_across_replicas_with_redis(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    extra = f'redis_url = "{REDIS_URL}"\n'
+    replicas = [start(tmp_path / name, extra, database_url) for name in ("a", "b", "c")]
+    try:
+        listed = cli("keys", "create", "--name", "limited", "--rpm", "6", config=replicas[0].config)
+        headers = {"Authorization": f"Bearer {listed.stdout.strip()}"}
+        # Without Redis each process would count alone: 18 accepted (measured), not 6.
+        codes = [httpx.get(f"{replicas[i % 3].url}/v1/videos", headers=headers).status_code for i in range(18)]
+        assert codes.count(200) == 6 and codes.count(429) == 12, codes
+    finally:
+        for replica in replicas:
+            replica.stop()
