@@ -118,7 +118,7 @@ async def test_a_malformed_breaker_message_changes_nothing(db: AsyncEngine) -> N
 async def test_rpm_is_enforced_through_the_key_ring(db: AsyncEngine) -> None:
     clock = Clock()
     ring = KeyRing(db, shared=Shared(clock=clock))
-    key, record = await ring.create(name="limited", rpm=2)
+    key, _ = await ring.create(name="limited", rpm=2)
     found = await ring.authenticate(f"Bearer {key}")
     await ring.check_rate(found)
     await ring.check_rate(found)
