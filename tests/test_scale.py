@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import signal
+import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +18,7 @@ import httpx
 import pytest
 
 from tests.fakes.dashscope import FakeDashScope
-from tests.helpers import Server, cli, free_port, write_config
+from tests.helpers import Server, cli, free_port, session_processes, write_config
 from tests.test_shared_state import REDIS_URL, redis_reachable
 
 WAN = "wan2.5-t2v-preview"
@@ -124,3 +128,92 @@ def test_rpm_holds_across_replicas_with_redis(tmp_path: Path) -> None:
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def tree_rss_mib(sid: int) -> float:
+    """Resident memory of every process of a session (the server and whatever it started), in MiB."""
+    total_kib = 0
+    for pid in session_processes(sid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
+def render_workers(sid: int) -> list[int]:
+    """The session's render worker processes (spawned pool workers; not multiprocessing's resource tracker)."""
+    found = []
+    for pid in session_processes(sid):
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"multiprocessing" in command and b"resource_tracker" not in command:
+                found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="walks /proc")
+def test_serve_with_two_workers_shares_one_port_and_stops_as_one_tree(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'vidgate.db'}"
+    server = start(tmp_path, "poll_interval_s = 0.2\nlocal_workers = 1\n", database_url, workers=2)
+    try:
+        assert server.proc is not None
+        sid = server.proc.pid
+        assert len(session_processes(sid)) >= 3, "the supervisor and its two server processes"
+        headers = {"Authorization": f"Bearer {server.key('workers')}"}
+        with httpx.Client(base_url=f"{server.url}/v1", headers=headers, timeout=30) as client:
+            ids = []
+            for i in range(6):  # new connections each: the kernel spreads them over both processes
+                created = httpx.post(
+                    f"{server.url}/v1/videos", headers=headers, json={"prompt": f"w{i}", "seconds": 1, "size": "64x64"}
+                )
+                assert created.status_code == 200, created.text
+                ids.append(created.json()["id"])
+            deadline = time.monotonic() + 90
+            while not all(client.get(f"/videos/{i}").json()["status"] == "completed" for i in ids):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        # Each job was rendered once, whichever process polled it.
+        with contextlib.closing(sqlite3.connect(tmp_path / "vidgate.db")) as conn:
+            runs = [row[0] for row in conn.execute("SELECT runs FROM render_jobs")]
+        assert all(count == 1 for count in runs), runs
+        began = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = began + 20
+        while session_processes(sid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        took = time.monotonic() - began
+        assert not session_processes(sid), "processes left after SIGTERM"
+        assert took <= 15, took
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="walks /proc")
+def test_idle_tree_stays_small_and_render_workers_exit_when_idle(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'vidgate.db'}"
+    server = start(tmp_path, "poll_interval_s = 0.2\nlocal_idle_s = 1.0\n", database_url)
+    try:
+        assert server.proc is not None
+        sid = server.proc.pid
+        time.sleep(1.0)
+        idle = tree_rss_mib(sid)
+        print(f"idle process tree after startup: {idle:.1f} MiB in {len(session_processes(sid))} process(es)")
+        assert session_processes(sid) == [sid], "no render worker before the first render"
+        assert idle < 150, idle  # SPEC §7 target
+        headers = {"Authorization": f"Bearer {server.key('memory')}"}
+        with httpx.Client(base_url=f"{server.url}/v1", headers=headers, timeout=30) as client:
+            video = client.post("/videos", json={"prompt": "once", "seconds": 1, "size": "64x64"}).json()
+            deadline = time.monotonic() + 60
+            while client.get(f"/videos/{video['id']}").json()["status"] != "completed":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert render_workers(sid), "a render worker ran"
+        deadline = time.monotonic() + 10
+        while render_workers(sid):
+            assert time.monotonic() < deadline, "the render workers did not exit after their idle second"
+            time.sleep(0.1)
+        # Measured 162 MiB here: the server keeps PyAV/Pillow (probing, previews) and multiprocessing's tracker.
+        print(f"after one render and the idle timeout: {tree_rss_mib(sid):.1f} MiB")
+    finally:
+        server.stop()
