@@ -183,12 +183,16 @@ def session_processes(sid: int) -> list[int]:
 
 @contextmanager
 def running_gateway(
-    folder: Path, *channels: str, settings: str = "poll_interval_s = 0.2\n", database_url: str | None = None
+    folder: Path,
+    *channels: str,
+    settings: str = "poll_interval_s = 0.2\n",
+    database_url: str | None = None,
+    workers: int = 1,
 ) -> Iterator[Server]:
     """`vidgate serve` on a free port with these top-level settings and channels, stopped afterwards."""
     port = free_port()
     config = write_config(folder, port=port, database_url=database_url, extra=settings + "".join(channels))
-    server = Server(config=config, port=port, log=folder / "server.log")
+    server = Server(config=config, port=port, log=folder / "server.log", workers=workers)
     server.start()
     try:
         yield server
