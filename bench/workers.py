@@ -6,7 +6,7 @@ and the idle memory of the whole process tree.
 For N = 1 and N = 2 it starts vidgate (SQLite by default) with a DashScope emulator as its upstream, then
 measures with wrk (`apt-get install wrk`): status reads (`GET /v1/videos/{id}`) and creates (`POST
 /v1/videos`, small multipart, a Wan model). It prints requests/s, p50/p99, and the N=2 / N=1 ratios (target
-≥ 1.6×), and the resident memory of the idle tree (server processes, no render worker) after startup.
+≥ 1.6x), and the resident memory of the idle tree (server processes, no render worker) after startup.
 wrk, the emulator and vidgate share this machine's cores: the figures say so.
 """
 
