@@ -88,37 +88,56 @@ def serve(
     """Run the gateway (migrations are applied first)."""
     import uvicorn
 
-    from vidgate.app import SHUTDOWN_REQUESTS_S, create_app
-
     settings = _settings(config)
-    application: Any = None
-    try:
-        if workers == 1:
-            application = create_app(settings)
-        else:
-            # Every worker process builds its own app from the same file (uvicorn's workers take an import
-            # string). The secret and the schema are settled here first, so the workers do not race for them.
-            settings = settings.with_secret()
-            migrate(settings.database_url, secret=settings.secret)
-            application = "vidgate.cli:worker_app"
-            set_worker_config(settings.source)
-    except (VidgateError, ConfigError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    plural = f" ({workers} processes)" if workers > 1 else ""
-    err.print(f"vidgate on http://{host}:{port}/{plural}  (playground /, API /v1, docs /docs)")
     # vidgate's own loggers write through uvicorn's handler at the same level (the app puts its redacting
     # filter on that handler), instead of Python's last-resort handler, which drops everything below WARNING.
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["vidgate"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
-    # On SIGTERM: stop accepting, give in-flight requests (a client trickling a body too) a bounded time. With
-    # workers, uvicorn's supervisor passes SIGTERM on to each of them and waits for them.
+    if workers > 1:
+        from vidgate.serve import reuse_port_supported, supervise
+
+        try:
+            # Every server process builds its own app from the file read here; the secret and the schema are
+            # settled first, so the processes do not race for them.
+            settings = settings.with_secret()
+            migrate(settings.database_url, secret=settings.secret)
+        except (VidgateError, ConfigError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        set_worker_config(settings.source)
+        err.print(f"vidgate on http://{host}:{port}/ ({workers} processes)  (playground /, API /v1, docs /docs)")
+        if reuse_port_supported():
+            raise typer.Exit(
+                supervise(workers=workers, host=host, port=port, log_level=log_level, log_config=log_config)
+            )
+        from vidgate.app import SHUTDOWN_REQUESTS_S
+
+        # Without SO_REUSEPORT: uvicorn's own workers share one listening socket.
+        uvicorn.run(
+            "vidgate.cli:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            log_config=log_config,
+            timeout_graceful_shutdown=SHUTDOWN_REQUESTS_S,
+        )
+        return
+    from vidgate.app import SHUTDOWN_REQUESTS_S, create_app
+
+    try:
+        application = create_app(settings)
+    except VidgateError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    err.print(f"vidgate on http://{host}:{port}/  (playground /, API /v1, docs /docs)")
+    # On SIGTERM: stop accepting, give in-flight requests (a client trickling a body too) a bounded time.
     uvicorn.run(
         application,
         host=host,
         port=port,
-        workers=workers if workers > 1 else None,
-        factory=workers > 1,
         log_level=log_level,
         access_log=False,
         log_config=log_config,
