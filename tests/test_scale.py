@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import os
 import signal
 import sqlite3
 import sys
@@ -217,3 +218,21 @@ def test_idle_tree_stays_small_and_render_workers_exit_when_idle(tmp_path: Path)
         print(f"after one render and the idle timeout: {tree_rss_mib(sid):.1f} MiB")
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="walks /proc")
+def test_kill_9_of_the_supervisor_alone_stops_its_server_processes(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'vidgate.db'}"
+    server = start(tmp_path, "poll_interval_s = 0.2\n", database_url, workers=2)
+    assert server.proc is not None
+    sid = server.proc.pid
+    assert len(session_processes(sid)) == 3, "the supervisor and two server processes"
+    server.kill_server_only()
+    deadline = time.monotonic() + 15
+    while session_processes(sid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = session_processes(sid)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "server processes outlived their supervisor"

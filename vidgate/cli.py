@@ -94,7 +94,7 @@ def serve(
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["vidgate"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     if workers > 1:
-        from vidgate.serve import reuse_port_supported, supervise
+        from vidgate.serve import exec_supervisor, reuse_port_supported
 
         try:
             # Every server process builds its own app from the file read here; the secret and the schema are
@@ -107,9 +107,7 @@ def serve(
         set_worker_config(settings.source)
         err.print(f"vidgate on http://{host}:{port}/ ({workers} processes)  (playground /, API /v1, docs /docs)")
         if reuse_port_supported():
-            raise typer.Exit(
-                supervise(workers=workers, host=host, port=port, log_level=log_level, log_config=log_config)
-            )
+            exec_supervisor(workers=workers, host=host, port=port, log_level=log_level, log_config=log_config)
         from vidgate.app import SHUTDOWN_REQUESTS_S
 
         # Without SO_REUSEPORT: uvicorn's own workers share one listening socket.

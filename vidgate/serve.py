@@ -3,24 +3,27 @@
 Each process binds its own listening socket with SO_REUSEPORT, so the kernel spreads new connections evenly
 over them (with one shared socket, whichever process accepts first keeps most keep-alive connections, and a
 second process adds little). Every process is a whole vidgate: it serves, polls (row leases keep two from
-polling one task), renders and delivers webhooks. The supervisor imports no app: it starts the processes,
-starts a new one when one dies, and on SIGTERM or SIGINT passes SIGTERM on and waits, within STOP_S, before
-it kills what is left. A server process stops by itself when the supervisor is gone (kill -9 included).
+polling one task), renders and delivers webhooks. The supervisor imports no app (`vidgate serve` replaces
+itself with `python -m vidgate.serve`, keeping its pid, once the schema is migrated): it starts the
+processes, starts a new one when one dies, and on SIGTERM or SIGINT passes SIGTERM on and waits, within
+STOP_S, before it kills what is left. A server process stops by itself when the supervisor is gone (kill -9
+included).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
+import json
 import logging
-import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 log = logging.getLogger("vidgate.serve")
@@ -37,39 +40,47 @@ def reuse_port_supported() -> bool:
     return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
 
 
+def exec_supervisor(*, workers: int, host: str, port: int, log_level: str, log_config: dict[str, Any]) -> None:
+    """Become the supervisor: this process (its pid kept) turns into a fresh, small interpreter."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    args = ["--workers", str(workers), "--host", host, "--port", str(port), "--log-level", log_level]
+    os.execv(sys.executable, [sys.executable, "-m", "vidgate.serve", *args, "--log-config", json.dumps(log_config)])
+
+
 def supervise(*, workers: int, host: str, port: int, log_level: str, log_config: dict[str, Any]) -> int:
     """Run `workers` server processes on host:port until SIGTERM/SIGINT; the exit status."""
-    context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
-    options = {"host": host, "port": port, "log_level": log_level, "log_config": log_config, "parent": os.getpid()}
+    command = [sys.executable, "-m", "vidgate.serve", "--one", "--host", host, "--port", str(port)]
+    command += ["--log-level", log_level, "--log-config", json.dumps(log_config), "--parent", str(os.getpid())]
 
-    def start_one(index: int) -> BaseProcess:
-        process = context.Process(target=serve_one, kwargs=options, name=f"vidgate-server-{index}")
-        process.start()
-        return process
+    def start_one() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command)
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    processes = [start_one(index) for index in range(workers)]
+    processes = [start_one() for _ in range(workers)]
     while not stopping.wait(WATCH_S):
         for index, process in enumerate(processes):
-            if not process.is_alive() and not stopping.is_set():
-                log.warning("server process %s exited with %s; starting another", process.pid, process.exitcode)
-                processes[index] = start_one(index)
+            if process.poll() is not None and not stopping.is_set():
+                log.warning("server process %s exited with %s; starting another", process.pid, process.returncode)
+                processes[index] = start_one()
     for process in processes:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):
             process.terminate()  # SIGTERM: each stops as a single `vidgate serve` does
     deadline = time.monotonic() + STOP_S
     for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.0, deadline - time.monotonic()))
     for process in processes:
-        if process.is_alive():
+        if process.poll() is None:
             log.warning("server process %s did not stop in time; killing it", process.pid)
             process.kill()
-            process.join(1.0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(1.0)
     return 0
 
 
@@ -109,3 +120,27 @@ def _stop_with(parent: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="vidgate.serve", description="run by `vidgate serve --workers N`")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--one", action="store_true", help="be one server process (started by the supervisor)")
+    parser.add_argument("--parent", type=int, default=0)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log-level", required=True)
+    parser.add_argument("--log-config", required=True)
+    args = parser.parse_args()
+    log_config = json.loads(args.log_config)
+    if args.one:
+        serve_one(host=args.host, port=args.port, log_level=args.log_level, log_config=log_config, parent=args.parent)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    sys.exit(
+        supervise(workers=args.workers, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config)
+    )
+
+
+if __name__ == "__main__":
+    main()
