@@ -1,7 +1,7 @@
 """Benchmark, run by hand: `vidgate serve --workers 2` against one process, in one run (SPEC §7 "scale"),
 and the idle memory of the whole process tree.
 
-    .venv/bin/python bench/workers.py [--seconds 8] [--connections 50] [--database-url URL]
+    .venv/bin/python bench/workers.py [--seconds 5] [--connections 50] [--rounds 3] [--database-url URL]
 
 For N = 1 and N = 2 it starts vidgate (SQLite by default) with a DashScope emulator as its upstream, then
 measures with wrk (`apt-get install wrk`): status reads (`GET /v1/videos/{id}`) and creates (`POST
@@ -51,10 +51,7 @@ def tree_rss_mib(sid: int) -> float:
     return total / 1024
 
 
-def measure(
-    work: Path, workers: int, fake_port: int, args: argparse.Namespace
-) -> tuple[tuple[float, float, float], tuple[float, float, float], float]:
-    """(status rps, p50, p99), (create rps, p50, p99), idle tree MiB."""
+def started(work: Path, workers: int, fake_port: int, args: argparse.Namespace) -> Server:
     folder = work / f"w{workers}"
     port = free_port()
     channel = (
@@ -65,38 +62,39 @@ def measure(
     config = write_config(folder, port=port, database_url=database_url, extra="poll_interval_s = 3600\n" + channel)
     server = Server(config=config, port=port, log=folder / "server.log", workers=workers)
     server.start()
-    try:
-        assert server.proc is not None
-        time.sleep(1.0)
-        idle = tree_rss_mib(server.proc.pid)
-        key = server.key(f"bench{workers}")
-        video = httpx.post(
-            f"{server.url}/v1/videos",
-            headers={"Authorization": f"Bearer {key}"},
-            data={"prompt": "x", "model": "wan2.5-t2v-preview"},
-        ).json()
-        status_url = f"{server.url}/v1/videos/{video['id']}"
-        create_lua = lua_script(
-            folder,
-            "create.lua",
-            FORM,
-            {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", "Authorization": f"Bearer {key}"},
-        )
-        # Warm every process (new connections land on either), then measure.
-        wrk(status_url, seconds=2, connections=args.connections, key=key)
-        status = wrk(status_url, seconds=args.seconds, connections=args.connections, key=key)
-        wrk(f"{server.url}/v1/videos", seconds=2, connections=args.connections, script=create_lua)
-        create = wrk(f"{server.url}/v1/videos", seconds=args.seconds, connections=args.connections, script=create_lua)
-        return status, create, idle
-    finally:
-        server.stop()
+    return server
+
+
+def targets(server: Server, folder: Path) -> tuple[str, str, Path]:
+    """The status URL of one task, the key, and a wrk script that creates tasks."""
+    key = server.key(f"bench{server.port}")
+    video = httpx.post(
+        f"{server.url}/v1/videos",
+        headers={"Authorization": f"Bearer {key}"},
+        data={"prompt": "x", "model": "wan2.5-t2v-preview"},
+    ).json()
+    create_lua = lua_script(
+        folder,
+        f"create{server.port}.lua",
+        FORM,
+        {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", "Authorization": f"Bearer {key}"},
+    )
+    return f"{server.url}/v1/videos/{video['id']}", key, create_lua
+
+
+Result = tuple[float, float, float]
+
+
+def median(results: list[Result]) -> Result:
+    return sorted(results)[len(results) // 2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--database-url", default="", help="postgresql://… (default: SQLite per run)")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (after one warm-up round)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -105,16 +103,36 @@ def main() -> None:
     (work / "fake.py").write_text(FAKE.format(root=str(ROOT), port=fake_port))
     fake = subprocess.Popen([sys.executable, str(work / "fake.py")])
     wait_up(f"http://127.0.0.1:{fake_port}/")
+    servers: dict[int, Server] = {}
     try:
-        one = measure(work, 1, fake_port, args)
-        two = measure(work, 2, fake_port, args)
+        for workers in (1, 2):
+            servers[workers] = started(work, workers, fake_port, args)
+        time.sleep(1.0)
+        idle = {n: tree_rss_mib(server.proc.pid) for n, server in servers.items() if server.proc is not None}
+        urls = {n: targets(server, work) for n, server in servers.items()}
+        status: dict[int, list[Result]] = {1: [], 2: []}
+        create: dict[int, list[Result]] = {1: [], 2: []}
+        # Alternating rounds, the median of each: this machine is shared, and its load drifts.
+        for round_ in range(args.rounds + 1):
+            for n, (status_url, key, create_lua) in urls.items():
+                read = wrk(status_url, seconds=args.seconds, connections=args.connections, key=key)
+                made = wrk(
+                    f"{servers[n].url}/v1/videos", seconds=args.seconds, connections=args.connections, script=create_lua
+                )
+                if round_:  # the first round warms every process
+                    status[n].append(read)
+                    create[n].append(made)
     finally:
+        for server in servers.values():
+            server.stop()
         fake.terminate()
         fake.wait()
         shutil.rmtree(work, ignore_errors=True)
+    one = (median(status[1]), median(create[1]), idle[1])
+    two = (median(status[2]), median(create[2]), idle[2])
     store = "PostgreSQL" if args.database_url else "SQLite"
     print(f"machine: {os.cpu_count()} cores (shared by wrk, the emulator and vidgate); {store}")
-    print(f"wrk -c {args.connections} -d {args.seconds}s")
+    print(f"wrk -c {args.connections} -d {args.seconds}s; median of {args.rounds} alternating rounds")
     for label, index in (("GET /v1/videos/{id}", 0), ("POST /v1/videos", 1)):
         for workers, result in ((1, one), (2, two)):
             rps, p50, p99 = result[index]  # type: ignore[misc]
