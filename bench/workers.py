@@ -131,7 +131,8 @@ def main() -> None:
     one = (median(status[1]), median(create[1]), idle[1])
     two = (median(status[2]), median(create[2]), idle[2])
     store = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"machine: {os.cpu_count()} cores (shared by wrk, the emulator and vidgate); {store}")
+    load = " ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"machine: {os.cpu_count()} cores (shared by wrk, the emulator and vidgate); load {load}; {store}")
     print(f"wrk -c {args.connections} -d {args.seconds}s; median of {args.rounds} alternating rounds")
     for label, index in (("GET /v1/videos/{id}", 0), ("POST /v1/videos", 1)):
         for workers, result in ((1, one), (2, two)):

@@ -117,6 +117,9 @@ async def test_one_process_renders_a_job_and_another_takes_over_a_lapsed_lease(t
         await there.poll("video_shared", CREDS)
         assert "video_shared" not in there._running
         assert (await poll_until(here, "video_shared")).state == "completed"
+        # Any process on this machine sees the finished video where the job put it.
+        seen = await there.poll("video_shared", CREDS)
+        assert seen.state == "completed" and seen.video_path == (tmp_path / "here" / "out" / "video_shared.mp4")
 
         # A process that claimed a job and died: its lease lapses and the next poll renders the job here.
         await render_jobs.insert(db, task_id="video_orphan", spec=_spec_of(SHORT), now=time.time())

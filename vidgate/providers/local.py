@@ -83,6 +83,8 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 LEASE_S = 10.0
 # How long render workers stay with nothing to render before they exit.
 IDLE_S = 60.0
+# The job row's key for the output path (beside the render spec).
+OUT = "out"
 
 log = logging.getLogger("vidgate.local")
 
@@ -162,7 +164,8 @@ class LocalProvider(Provider):
     async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         if not req.prompt and req.mode == "t2v":
             raise UpstreamRejected("a prompt is required", param="prompt")
-        await render_jobs.insert(self._store(), task_id=task_id, spec=_spec(req), now=time.time())
+        spec = {**_spec(req), OUT: str(self._out_path(task_id).resolve())}
+        await render_jobs.insert(self._store(), task_id=task_id, spec=spec, now=time.time())
         await self._take(task_id)
         return Submitted(upstream_id=task_id, progress=Progress(state="queued", progress=0))
 
@@ -181,7 +184,7 @@ class LocalProvider(Provider):
         if job is None:
             return Progress(state="failed", error_code="render_lost", error_message="The render job is gone.")
         if job.state == DONE:
-            out = self._out_path(upstream_id)
+            out = _out_of(job.spec, self._out_path(upstream_id))
             if out.exists():
                 return Progress(state="completed", progress=100, video_path=out)
             # Rendered by a replica on another machine: not visible here yet.
@@ -217,12 +220,14 @@ class LocalProvider(Provider):
         await asyncio.to_thread(_link_or_copy, result.video_path, dest)
 
     async def release(self, upstream_id: str, creds: Credentials) -> None:
+        job = await render_jobs.get(self._store(), task_id=upstream_id)
+        out = _out_of(job.spec if job else {}, self._out_path(upstream_id))
         await render_jobs.delete(self._store(), task_id=upstream_id)
         paths = (
             self._progress_path(upstream_id),
             self._cancel_path(upstream_id),
-            self._out_path(upstream_id),
-            self._out_path(upstream_id).with_name(f"{upstream_id}.mp4.part"),
+            out,
+            out.with_name(f"{upstream_id}.mp4.part"),
         )
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
@@ -257,8 +262,8 @@ class LocalProvider(Provider):
             self._pool = _new_pool(self._workers)
         future = self._pool.submit(
             _render_job,
-            job.spec,
-            str(self._out_path(task_id)),
+            {name: value for name, value in job.spec.items() if name != OUT},
+            str(_out_of(job.spec, self._out_path(task_id))),
             str(self._progress_path(task_id)),
             str(self._cancel_path(task_id)),
         )
@@ -373,6 +378,13 @@ class LocalProvider(Provider):
 
     def _out_path(self, task_id: str) -> Path:
         return self._out_dir / f"{task_id}.mp4"
+
+
+def _out_of(spec: dict[str, Any], default: Path) -> Path:
+    """Where the job's video goes: the path its submitting process chose (a shared folder for replicas on
+    one machine), else this process's own."""
+    out = spec.get(OUT)
+    return Path(out) if isinstance(out, str) and out.endswith(".mp4") else default
 
 
 def _spec(req: VideoRequest) -> dict[str, Any]:
