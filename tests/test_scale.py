@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.fakes.dashscope import FakeDashScope
-from tests.helpers import Server, cli, free_port, session_processes, write_config
+from tests.helpers import SHARED_DB_SECRET, Server, cli, free_port, session_processes, write_config
 from tests.test_shared_state import REDIS_URL, redis_reachable
 
 WAN = "wan2.5-t2v-preview"
@@ -41,6 +41,8 @@ def capped_channel(fake: FakeDashScope, limit: int) -> str:
 
 def start(folder: Path, extra: str, database_url: str, *, workers: int = 1) -> Server:
     port = free_port()
+    if database_url.startswith("sqlite") and "secret =" not in extra:
+        extra = f'secret = "{SHARED_DB_SECRET}"\n{extra}'  # processes sharing a database share its secret
     config = write_config(folder, port=port, database_url=database_url, extra=extra)
     server = Server(config=config, port=port, log=folder / "server.log", workers=workers)
     server.start()
@@ -126,6 +128,17 @@ def test_rpm_holds_across_replicas_with_redis(tmp_path: Path) -> None:
         # Without Redis each process would count alone: 18 accepted (measured), not 6.
         codes = [httpx.get(f"{replicas[i % 3].url}/v1/videos", headers=headers).status_code for i in range(18)]
         assert codes.count(200) == 6 and codes.count(429) == 12, codes
+        # A revoke (published through Redis by the CLI) is refused by every replica within a second.
+        other = {"Authorization": f"Bearer {replicas[0].key('revoked soon')}"}
+        assert all(httpx.get(f"{r.url}/v1/videos", headers=other).status_code == 200 for r in replicas)
+        listing = cli("keys", "list", config=replicas[0].config).stdout
+        key_id = next(line.split()[1] for line in listing.splitlines() if "revoked soon" in line)
+        cli("keys", "revoke", key_id, config=replicas[0].config)
+        revoked_at = time.monotonic()
+        for replica in replicas:
+            while httpx.get(f"{replica.url}/v1/videos", headers=other).status_code != 401:
+                assert time.monotonic() - revoked_at < 1.0, "a replica still accepts the key 1 s after the revoke"
+                time.sleep(0.01)
     finally:
         for replica in replicas:
             replica.stop()
