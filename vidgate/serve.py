@@ -33,6 +33,9 @@ log = logging.getLogger("vidgate.serve")
 STOP_S = 14.0
 # How often the supervisor looks for a process that died.
 WATCH_S = 0.5
+# A process gone this soon after it started failed to start; after this many such exits in a row, stop.
+QUICK_EXIT_S = 10.0
+MAX_QUICK_EXITS = 3
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -63,11 +66,21 @@ def supervise(*, workers: int, host: str, port: int, log_level: str, log_config:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     processes = [start_one() for _ in range(workers)]
+    started = [time.monotonic()] * workers
+    quick_exits, status = 0, 0
     while not stopping.wait(WATCH_S):
         for index, process in enumerate(processes):
-            if process.poll() is not None and not stopping.is_set():
-                log.warning("server process %s exited with %s; starting another", process.pid, process.returncode)
-                processes[index] = start_one()
+            if process.poll() is None or stopping.is_set():
+                continue
+            # A process that cannot even start (the port taken, the database gone) is not started forever.
+            quick_exits = quick_exits + 1 if time.monotonic() - started[index] < QUICK_EXIT_S else 0
+            if quick_exits >= MAX_QUICK_EXITS:
+                log.error("server processes keep exiting at startup (last status %s); stopping", process.returncode)
+                stopping.set()
+                status = 1
+                break
+            log.warning("server process %s exited with %s; starting another", process.pid, process.returncode)
+            processes[index], started[index] = start_one(), time.monotonic()
     for process in processes:
         with contextlib.suppress(OSError):
             process.terminate()  # SIGTERM: each stops as a single `vidgate serve` does
@@ -81,7 +94,7 @@ def supervise(*, workers: int, host: str, port: int, log_level: str, log_config:
             process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(1.0)
-    return 0
+    return status
 
 
 def serve_one(*, host: str, port: int, log_level: str, log_config: dict[str, Any], parent: int) -> None:
@@ -96,7 +109,11 @@ def serve_one(*, host: str, port: int, log_level: str, log_config: dict[str, Any
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        print(f"ERROR:     cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(1) from exc
     sock.listen(2048)
     sock.set_inheritable(True)
     config = uvicorn.Config(
