@@ -1,9 +1,9 @@
 """Benchmark, run by hand: status reads vs a bare Starlette endpoint, and the local render time.
 
-    .venv/bin/python bench/status_read.py [--seconds 10] [--connections 50]
+    .venv/bin/python bench/status_read.py [--seconds 10] [--connections 50] [--workers N]
 
 Starts, on 127.0.0.1, one vidgate (SQLite, local provider) and one bare Starlette app under the same
-uvicorn settings (one process each, httptools + uvloop when installed), loads each with wrk
+uvicorn settings (one process each unless --workers, httptools + uvloop when installed), loads each with wrk
 (`apt-get install wrk`) and prints requests/s with p50/p99 latency. Then it times a 5 s 1280x720
 `vidgate-local` t2v from submit to completed, and the bare render of the same spec.
 """
@@ -69,12 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="vidgate serve --workers N")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="vidgate-bench-"))
     port = free_port()
-    server = Server(config=write_config(work, port=port), port=port, log=work / "server.log")
+    server = Server(config=write_config(work, port=port), port=port, log=work / "server.log", workers=args.workers)
     server.start()
     bare_port = free_port()
     (work / "bare_app.py").write_text(BARE_APP)
@@ -126,7 +127,7 @@ def main() -> None:
         render(spec, str(work / "bare.mp4"))
         bare_render = time.perf_counter() - t0
 
-        print(f"machine: {os.cpu_count()} cores; wrk -c {args.connections} -d {args.seconds}s")
+        print(f"machine: {os.cpu_count()} cores; wrk -c {args.connections} -d {args.seconds}s; workers {args.workers}")
         print(f"GET /v1/videos/{{id}} (vidgate):  {ours[0]:9.0f} req/s  p50 {ours[1]:6.2f} ms  p99 {ours[2]:6.2f} ms")
         print(f"bare Starlette JSON endpoint:    {base[0]:9.0f} req/s  p50 {base[1]:6.2f} ms  p99 {base[2]:6.2f} ms")
         print(f"ratio vidgate / bare:            {ours[0] / base[0]:9.2%}")

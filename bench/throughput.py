@@ -1,6 +1,6 @@
 """Benchmark, run by hand: create throughput against an emulated upstream, and content serving.
 
-    .venv/bin/python bench/throughput.py [--seconds 8] [--connections 20]
+    .venv/bin/python bench/throughput.py [--seconds 8] [--connections 20] [--workers N]
 
 1. `POST /v1/videos` (small multipart, a Wan model) through vidgate to the DashScope emulator, against
    the emulator's own submit endpoint called directly with the same load (wrk + a Lua body script).
@@ -78,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="vidgate serve --workers N")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vidgate-bench-"))
     fake_port, bare_port = free_port(), free_port()
@@ -107,7 +108,7 @@ def main() -> None:
         f'base_url = "http://127.0.0.1:{fake_port}"\napi_key = "sk-ds-test"\n'
     )
     try:
-        with running_gateway(work / "gw", channel, settings="poll_interval_s = 3600\n") as server:
+        with running_gateway(work / "gw", channel, settings="poll_interval_s = 3600\n", workers=args.workers) as server:
             key = server.key("bench")
             boundary = "benchboundary0123456789"
             form = (
@@ -153,7 +154,7 @@ def main() -> None:
             content_url = f"{server.url}/v1/videos/{video['id']}/content"
             ours_content = wrk(content_url, seconds=args.seconds, connections=args.connections, key=key)
             bare_content = wrk(f"http://127.0.0.1:{bare_port}/file", seconds=args.seconds, connections=args.connections)
-        print(f"machine: {os.cpu_count()} cores; wrk -c {args.connections} -d {args.seconds}s")
+        print(f"machine: {os.cpu_count()} cores; wrk -c {args.connections} -d {args.seconds}s; workers {args.workers}")
         print(f"POST /v1/videos via vidgate:      {ours[0]:8.0f} req/s  p50 {ours[1]:7.2f} ms  p99 {ours[2]:7.2f} ms")
         print(
             f"emulator submit, called directly: {upstream[0]:8.0f} req/s  "

@@ -79,6 +79,8 @@ class Server:
     log_level: str = "warning"
     # Extra environment for the server process (e.g. PYTHONPATH for a plugin package).
     env: dict[str, str] = field(default_factory=dict)
+    # `serve --workers N`: N server processes on the port.
+    workers: int = 1
     _log_handle: Any = None
 
     @property
@@ -99,6 +101,7 @@ class Server:
                 str(self.port),
                 "--log-level",
                 self.log_level,
+                *(["--workers", str(self.workers)] if self.workers > 1 else []),
             ],
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -188,11 +191,12 @@ def running_gateway(
     settings: str = "poll_interval_s = 0.2\n",
     database_url: str | None = None,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Server]:
     """`vidgate serve` on a free port with these top-level settings and channels, stopped afterwards."""
     port = free_port()
     config = write_config(folder, port=port, database_url=database_url, extra=settings + "".join(channels))
-    server = Server(config=config, port=port, log=folder / "server.log", env=dict(env or {}))
+    server = Server(config=config, port=port, log=folder / "server.log", env=dict(env or {}), workers=workers)
     server.start()
     try:
         yield server

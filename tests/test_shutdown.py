@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -124,8 +125,10 @@ def test_sigterm_with_a_trickling_client_and_running_renders(tmp_path: Path) -> 
     finally:
         trickler.close()
         server.stop()
-    jobs = tmp_path / "media" / "local" / "jobs"
-    interrupted = [video_id for video_id in ids if (jobs / f"{video_id}.json").exists()]
+    # A render cut off by the shutdown was handed back: its job waits, unclaimed, for the next poll.
+    with contextlib.closing(sqlite3.connect(tmp_path / "vidgate.db")) as conn:
+        waiting = {row[0] for row in conn.execute("SELECT task_id FROM render_jobs WHERE state = 'queued'")}
+    interrupted = [video_id for video_id in ids if video_id in waiting]
     assert interrupted, "every render finished before the shutdown: nothing was stopped"
 
     server.start()

@@ -29,6 +29,7 @@ from vidgate.engine.webhooks import Deliverer
 from vidgate.metrics import Metrics
 from vidgate.providers.registry import build_registry
 from vidgate.redact import Redactor
+from vidgate.shared_state import shared_for
 from vidgate.storage import from_settings as storage_from_settings
 from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 
@@ -65,7 +66,13 @@ def create_app(settings: Settings) -> ASGIApp:
         configured = frozenset(netguard.host_of(channel.base_url) for channel in settings.channels if channel.base_url)
         http = netguard.client(policy=netguard.Policy(hosts=configured))
         registry = build_registry(settings, http)
-        health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
+        # Per process, or shared by every process and replica through Redis (rpm, breakers, revocations).
+        shared = shared_for(settings.redis_url)
+        await shared.start()
+        health = ChannelHealth(
+            db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s, shared=shared
+        )
+        await health.start()
         storage = storage_from_settings(settings)
         log.info("stored media go to %s", storage.describe())
         submitter = Submitter(
@@ -82,10 +89,11 @@ def create_app(settings: Settings) -> ASGIApp:
         )
         submitter.on_created = poller.wake
         for provider in registry.providers.values():
+            provider.use_database(db)
             await provider.start(poller.wake)
         poller.start()
         deliverer.start()
-        keys = KeyRing(db)
+        keys = KeyRing(db, shared=shared)
         await keys.start()
         app.state.services = running["svc"] = Services(
             settings=settings,
@@ -120,6 +128,7 @@ def create_app(settings: Settings) -> ASGIApp:
                 await provider.close()
             await storage.close()
             await http.aclose()
+            await shared.close()
             close_reader(db)
             await db.dispose()
 

@@ -6,7 +6,10 @@ cost ~100 ms a request and buy nothing); lookups go by hash, and the final compa
 Revocation reaches every process through the database: each KeyRing watches the revocation mark of
 api_keys (a count and a latest time, read through an index) every REVOCATION_CHECK_S and evicts the
 revoked keys it holds. Keys that fail to authenticate are never cached, so only valid keys are ever
-remembered, and a revoke is refused everywhere within about REVOCATION_CHECK_S.
+remembered, and a revoke is refused everywhere within about REVOCATION_CHECK_S. With `redis_url` set, a
+revoke is also published (shared_state), and every process evicts the key as the message arrives.
+
+Requests-per-minute windows live in shared_state: per process, or across all replicas through Redis.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import hmac
 import logging
 import secrets
 import time
-from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.errors import RateLimited, Unauthenticated
+from vidgate.shared_state import REVOCATIONS, Shared
 from vidgate.store import keys as key_store
 from vidgate.store.keys import KeyRecord
 
@@ -71,12 +75,15 @@ class _Cached:
 class KeyRing:
     """Authenticates bearer keys against the store, with a short cache, and enforces requests/minute."""
 
-    def __init__(self, engine: AsyncEngine, *, revocation_check_s: float = REVOCATION_CHECK_S) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, revocation_check_s: float = REVOCATION_CHECK_S, shared: Shared | None = None
+    ) -> None:
         self._engine = engine
         self._cache: dict[str, _Cached] = {}
         # In-flight lookups by key hash, with the generation they began in.
         self._pending: dict[str, tuple[int, asyncio.Future[_Cached]]] = {}
-        self._windows: dict[str, deque[float]] = {}
+        self._shared = shared if shared is not None else Shared()
+        self._origin = f"keys-{secrets.token_hex(6)}"
         self._revocation_check_s = revocation_check_s
         self._mark: tuple[int, float | None] | None = None
         # Bumped whenever revocations were seen: a lookup that began before then does not fill the cache.
@@ -86,6 +93,7 @@ class KeyRing:
 
     async def start(self) -> None:
         """Read the revocation mark, then watch it in the background (call once the event loop runs)."""
+        self._shared.subscribe(REVOCATIONS, self._origin, self._revoked)
         await self.check_revocations()
         self._stop.clear()
         self._watcher = asyncio.create_task(self._watch(), name="vidgate-revocations")
@@ -196,27 +204,37 @@ class KeyRing:
             self._cache[digest] = found
         return found
 
+    def _revoked(self, message: dict[str, Any]) -> None:
+        """Another process revoked a key: drop it now (the database watch would, within REVOCATION_CHECK_S)."""
+        key_id = message.get("key_id")
+        if not isinstance(key_id, str):
+            return
+        self._generation += 1  # a lookup running now may have read the row just before the revoke
+        for digest, entry in list(self._cache.items()):
+            if entry.record is not None and entry.record.id == key_id:
+                del self._cache[digest]
+
+    async def announce_revocation(self, key_id: str) -> None:
+        """Tell every process (through Redis, when set) that `key_id` was revoked, and forget it here."""
+        self._revoked({"key_id": key_id})
+        await self._shared.publish(REVOCATIONS, self._origin, {"key_id": key_id})
+
     def forget(self) -> None:
         """Drop cached lookups (after a revoke in this process)."""
         self._generation += 1
         self._cache.clear()
 
-    def check_rate(self, record: KeyRecord) -> None:
-        """Enforce the key's requests-per-minute limit over a sliding 60 s window."""
+    async def check_rate(self, record: KeyRecord) -> None:
+        """Enforce the key's requests-per-minute limit over a sliding 60 s window (across replicas with Redis)."""
         if not record.rpm:
             return
-        now = time.monotonic()
-        window = self._windows.setdefault(record.id, deque())
-        while window and window[0] <= now - 60.0:
-            window.popleft()
-        if len(window) >= record.rpm:
-            retry_after = max(1, int(window[0] + 60.0 - now) + 1)
+        wait = await self._shared.hit(record.id, record.rpm)
+        if wait is not None:
             raise RateLimited(
                 f"Rate limit reached: {record.rpm} requests per minute for this key.",
-                retry_after=retry_after,
+                retry_after=max(1, int(wait) + 1),
                 code="rate_limit_exceeded",
             )
-        window.append(now)
 
 
 def _bearer(authorization: str | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,12 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate import netguard
 from vidgate.auth import KeyRing, new_webhook_secret
-from vidgate.config import Settings, load_settings
+from vidgate.config import ENV_CONFIG, Settings, load_settings
 from vidgate.engine.health import load_health
 from vidgate.engine.pricing import from_micros, to_micros
 from vidgate.engine.webhooks import recent as recent_deliveries
 from vidgate.errors import ConfigError, VidgateError
 from vidgate.redact import Redactor
+from vidgate.shared_state import shared_for
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
 from vidgate.store import usage as usage_store
@@ -80,24 +82,55 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes sharing the port.", min=1, max=64)] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the gateway (migrations are applied first)."""
     import uvicorn
 
+    settings = _settings(config)
+    # vidgate's own loggers write through uvicorn's handler at the same level (the app puts its redacting
+    # filter on that handler), instead of Python's last-resort handler, which drops everything below WARNING.
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["vidgate"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    if workers > 1:
+        from vidgate.serve import exec_supervisor, reuse_port_supported
+
+        try:
+            # Every server process builds its own app from the file read here; the secret and the schema are
+            # settled first, so the processes do not race for them.
+            settings = settings.with_secret()
+            migrate(settings.database_url, secret=settings.secret)
+        except (VidgateError, ConfigError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        set_worker_config(settings.source)
+        err.print(f"vidgate on http://{host}:{port}/ ({workers} processes)  (playground /, API /v1, docs /docs)")
+        if reuse_port_supported():
+            exec_supervisor(workers=workers, host=host, port=port, log_level=log_level, log_config=log_config)
+        from vidgate.app import SHUTDOWN_REQUESTS_S
+
+        # Without SO_REUSEPORT: uvicorn's own workers share one listening socket.
+        uvicorn.run(
+            "vidgate.cli:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            log_config=log_config,
+            timeout_graceful_shutdown=SHUTDOWN_REQUESTS_S,
+        )
+        return
     from vidgate.app import SHUTDOWN_REQUESTS_S, create_app
 
-    settings = _settings(config)
     try:
         application = create_app(settings)
     except VidgateError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     err.print(f"vidgate on http://{host}:{port}/  (playground /, API /v1, docs /docs)")
-    # vidgate's own loggers write through uvicorn's handler at the same level (the app puts its redacting
-    # filter on that handler), instead of Python's last-resort handler, which drops everything below WARNING.
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["vidgate"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     # On SIGTERM: stop accepting, give in-flight requests (a client trickling a body too) a bounded time.
     uvicorn.run(
         application,
@@ -108,6 +141,22 @@ def serve(
         log_config=log_config,
         timeout_graceful_shutdown=SHUTDOWN_REQUESTS_S,
     )
+
+
+def set_worker_config(source: Path | None) -> None:
+    """Point the worker processes (spawned, so they inherit the environment) at the file the server read."""
+    if source is not None:
+        os.environ[ENV_CONFIG] = str(source.resolve())
+    else:
+        # The embedded default: a $VIDGATE_CONFIG naming a missing file was already refused, so none is set.
+        os.environ.pop(ENV_CONFIG, None)
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` process (a uvicorn factory): the settings file the server read."""
+    from vidgate.app import create_app
+
+    return create_app(load_settings(None))
 
 
 @keys_app.command("create")
@@ -186,11 +235,20 @@ def keys_list(config: ConfigOpt = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")], config: ConfigOpt = None) -> None:
     """Revoke a key; requests with it fail from then on."""
+    settings = _settings(config)
 
     async def revoke(engine: AsyncEngine) -> bool:
-        return await key_store.revoke_key(engine, key_id=key_id)
+        revoked = await key_store.revoke_key(engine, key_id=key_id)
+        if revoked and settings.redis_url:
+            # Every running process drops the key as this arrives (each also sees it in the database within 1 s).
+            shared = shared_for(settings.redis_url)
+            try:
+                await KeyRing(engine, shared=shared).announce_revocation(key_id)
+            finally:
+                await shared.close()
+        return revoked
 
-    if not _with_db(_settings(config), revoke):
+    if not _with_db(settings, revoke):
         err.print(f"[red]no active key {key_id}[/red]")
         raise typer.Exit(1)
     err.print(f"revoked {key_id}")

@@ -136,6 +136,11 @@ class Settings(BaseModel):
     local_enabled: bool = True
     # How many local renders run at once (worker processes); 0 = one per CPU.
     local_workers: int = Field(default=0, ge=0)
+    # Render workers start on the first render and exit after this long with nothing to render.
+    local_idle_s: float = Field(default=60.0, gt=0)
+    # Optional Redis (redis://host:port/db): rpm limits, breakers and revocations shared by replicas.
+    # Not in a repr: it may carry a password.
+    redis_url: str = Field(default="", repr=False)
     # The largest request body on any route (an uploaded file, a JSON body with data: URIs); larger is a 413.
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # What one key may upload through the DashScope upload flow in any 24 h (uploads are kept 48 h).
@@ -187,6 +192,13 @@ class Settings(BaseModel):
         if self.content_redirect and not self.storage_url.startswith("s3://"):
             raise ValueError("content_redirect = true needs an s3:// storage_url (a file: storage has no URL to send)")
         return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must be redis://host:port/db, rediss://… or unix://PATH")
+        return value
 
     @property
     def state_dir(self) -> Path:

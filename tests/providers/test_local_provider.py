@@ -1,4 +1,5 @@
-"""The local provider's worker pool: stopped renders are not awaited and resume from their job file."""
+"""The local provider: jobs in the database that any process renders or resumes, under a lease; workers that
+start on the first render and exit when idle; stopped renders are not awaited and resume."""
 
 from __future__ import annotations
 
@@ -7,20 +8,41 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import assert_mp4
 from vidgate.providers.base import Credentials, Progress, VideoRequest
 from vidgate.providers.local import LocalProvider
+from vidgate.store import render_jobs
+from vidgate.store.db import create_engine, migrate
 
 CREDS = Credentials(channel="local")
 # Long enough that close() lands mid-render, short enough to render twice in a test.
 REQUEST = VideoRequest(
     model="vidgate-local", prompt="a lighthouse at dusk", seconds=20, width=640, height=360, tier="480P", mode="t2v"
 )
+SHORT = VideoRequest(model="vidgate-local", prompt="a dot", seconds=1, width=64, height=64, tier="480P", mode="t2v")
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    await asyncio.to_thread(migrate, url, secret="local-provider-test")
+    engine = create_engine(url, secret="local-provider-test")
+    yield engine
+    await engine.dispose()
+
+
+async def started(work_dir: Path, db: AsyncEngine, **options: float) -> LocalProvider:
+    provider = LocalProvider(work_dir, workers=1, http=httpx.AsyncClient(), **options)  # type: ignore[arg-type]
+    provider.use_database(db)
+    await provider.start(lambda task_id: None)
+    return provider
 
 
 async def poll_until(provider: LocalProvider, task_id: str, *, started: bool = False, timeout: float = 60) -> Progress:
@@ -42,24 +64,23 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def test_close_stops_running_renders_and_a_restart_resumes_them(tmp_path: Path) -> None:
-    provider = LocalProvider(tmp_path, workers=1, http=httpx.AsyncClient())
-    await provider.start(lambda task_id: None)
+async def test_close_stops_running_renders_and_a_restart_resumes_them(tmp_path: Path, db: AsyncEngine) -> None:
+    provider = await started(tmp_path, db)
     await provider.submit(REQUEST, CREDS, task_id="video_a")
     assert (await poll_until(provider, "video_a", started=True)).state == "in_progress"
     workers = list(provider._pool._processes) if provider._pool else []  # type: ignore[attr-defined]
     assert len(workers) == 1
 
-    started = time.monotonic()
+    began = time.monotonic()
     await provider.close()
-    # Not awaited: the render was cut off, its worker is gone, no video was written, the job is kept.
-    assert time.monotonic() - started < 1.5
+    # Not awaited: the render was cut off, its worker is gone, no video was written, the job is handed back.
+    assert time.monotonic() - began < 1.5
     assert not any(alive(pid) for pid in workers)
     assert not (tmp_path / "out" / "video_a.mp4").exists()
-    assert (tmp_path / "jobs" / "video_a.json").exists()
+    job = await render_jobs.get(db, task_id="video_a")
+    assert job is not None and job.state == "queued" and job.lease_owner is None
 
-    restarted = LocalProvider(tmp_path, workers=1, http=httpx.AsyncClient())
-    await restarted.start(lambda task_id: None)
+    restarted = await started(tmp_path, db)
     try:
         result = await poll_until(restarted, "video_a")
         assert result.state == "completed", result
@@ -67,6 +88,59 @@ async def test_close_stops_running_renders_and_a_restart_resumes_them(tmp_path: 
         assert_mp4(result.video_path, width=640, height=360, seconds=20)
     finally:
         await restarted.close()
+
+
+async def test_workers_start_on_the_first_render_and_exit_when_idle(tmp_path: Path, db: AsyncEngine) -> None:
+    provider = await started(tmp_path, db, idle_s=0.5)
+    try:
+        assert not provider.workers_running  # nothing rendered yet: no worker process
+        await provider.submit(SHORT, CREDS, task_id="video_idle")
+        assert provider.workers_running
+        workers = list(provider._pool._processes) if provider._pool else []  # type: ignore[attr-defined]
+        assert (await poll_until(provider, "video_idle")).state == "completed"
+        deadline = time.monotonic() + 10
+        while provider.workers_running or any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the idle workers did not exit"
+            await asyncio.sleep(0.05)
+        # The next render starts them again.
+        await provider.submit(SHORT, CREDS, task_id="video_again")
+        assert (await poll_until(provider, "video_again")).state == "completed"
+    finally:
+        await provider.close()
+
+
+async def test_one_process_renders_a_job_and_another_takes_over_a_lapsed_lease(tmp_path: Path, db: AsyncEngine) -> None:
+    here = await started(tmp_path / "here", db, lease_s=1.0)
+    there = await started(tmp_path / "there", db, lease_s=1.0)
+    try:
+        await here.submit(SHORT, CREDS, task_id="video_shared")
+        # Polled by the other process meanwhile: it reports the job, it does not render it a second time.
+        await there.poll("video_shared", CREDS)
+        assert "video_shared" not in there._running
+        assert (await poll_until(here, "video_shared")).state == "completed"
+        # Any process on this machine sees the finished video where the job put it.
+        seen = await there.poll("video_shared", CREDS)
+        assert seen.state == "completed" and seen.video_path == (tmp_path / "here" / "out" / "video_shared.mp4")
+
+        # A process that claimed a job and died: its lease lapses and the next poll renders the job here.
+        await render_jobs.insert(db, task_id="video_orphan", spec=_spec_of(SHORT), now=time.time())
+        assert await render_jobs.claim(db, task_id="video_orphan", owner="render-dead", now=time.time(), lease_s=1.0)
+        assert (await there.poll("video_orphan", CREDS)).state == "queued"
+        assert "video_orphan" not in there._running
+        await asyncio.sleep(1.1)
+        result = await poll_until(there, "video_orphan")
+        assert result.state == "completed" and result.video_path is not None
+        job = await render_jobs.get(db, task_id="video_orphan")
+        assert job is not None and job.runs == 2 and job.state == "done"
+    finally:
+        await here.close()
+        await there.close()
+
+
+def _spec_of(req: VideoRequest) -> dict[str, object]:
+    from vidgate.providers.local import _spec
+
+    return _spec(req)
 
 
 def _how_this_worker_dies() -> tuple[int, int, bool]:
@@ -81,10 +155,10 @@ def _how_this_worker_dies() -> tuple[int, int, bool]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
-async def test_a_worker_is_armed_to_die_with_the_server(tmp_path: Path) -> None:
-    provider = LocalProvider(tmp_path, workers=1, http=httpx.AsyncClient())
-    await provider.start(lambda task_id: None)
+async def test_a_worker_is_armed_to_die_with_the_server(tmp_path: Path, db: AsyncEngine) -> None:
+    provider = await started(tmp_path, db)
     try:
+        await provider.submit(SHORT, CREDS, task_id="video_armed")  # workers start on the first render
         assert provider._pool is not None
         signal_number, parent, watching = await asyncio.wrap_future(provider._pool.submit(_how_this_worker_dies))
     finally:

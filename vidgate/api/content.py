@@ -220,7 +220,7 @@ class ContentFastPath:
         if response is None:
             return None
         try:
-            svc.keys.check_rate(key)  # last: a request that falls through is counted once, by the route
+            await svc.keys.check_rate(key)  # last: a request that falls through is counted once, by the route
         except VidgateError:
             # Refused after all: let go of an object stream opened for nothing (the route renders the 429).
             body = getattr(response, "body_iterator", None)

@@ -88,7 +88,7 @@ def request_id() -> str:
 
 async def _key(request: Request, svc: ServicesDep) -> KeyRecord:
     record = await svc.keys.authenticate(request.headers.get("authorization"))
-    svc.keys.check_rate(record)
+    await svc.keys.check_rate(record)
     return record
 
 

@@ -51,7 +51,7 @@ bearer = HTTPBearer(auto_error=False, scheme_name="APIKey", description="An API 
 async def authenticated_key(request: Request, svc: ServicesDep, _declared: object = Depends(bearer)) -> KeyRecord:
     """The key from `Authorization: Bearer`, with its requests-per-minute limit applied."""
     record = await svc.keys.authenticate(request.headers.get("authorization"))
-    svc.keys.check_rate(record)
+    await svc.keys.check_rate(record)
     return record
 
 

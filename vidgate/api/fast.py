@@ -47,7 +47,7 @@ class StatusFastPath:
             row = await task_store.get_view(svc.db, task_id=video_id, key_id=key.id)
             if row is None:
                 return None
-            svc.keys.check_rate(key)
+            await svc.keys.check_rate(key)
         except VidgateError:
             return None
         return json_response(video_object(row), headers=poll_after(svc, row))

@@ -69,6 +69,7 @@ from vidgate.status import TaskStatus
 from vidgate.storage import Storage
 from vidgate.storage import from_settings as storage_from_settings
 from vidgate.store import idempotency as idempotency_store
+from vidgate.store import slots
 from vidgate.store import tasks as task_store
 from vidgate.store.keys import KeyRecord
 from vidgate.store.tasks import TaskRow
@@ -93,6 +94,8 @@ UNKNOWN = "unknown"  # something may have been made: see its "lookup"
 REJECTED = "rejected"
 SKIPPED = "skipped"
 LOST = "lost_race"
+# Why an attempt skipped a channel whose max_in_flight slots were all held (store/slots.py).
+CHANNEL_FULL = "skipped: at its max_in_flight"
 
 Attempt = dict[str, Any]
 
@@ -475,6 +478,8 @@ class Submitter:
                             task_id, attempts, attempt, provider, upstream_req, channel, remix_source
                         ):
                             return True
+                        if channel.max_in_flight:
+                            await slots.release(self._db, task_id=task_id, channel=channel.name)
                         continue
                     self._observe(channel, "accepted", started)
                     await self.health.success(channel.name)
@@ -490,6 +495,12 @@ class Submitter:
             await self._hand_over(task_id, owner, attempts, str(exc), failures=failures)
             return False
         await task_store.set_attempts(self._db, task_id=task_id, attempts=_kept(attempts))
+        if _only_full(attempts):
+            raise RateLimited(
+                f"Every channel serving {req.model} is at its limit of unfinished tasks; retry shortly.",
+                retry_after=5,
+                code="channels_busy",
+            )
         status = 502 if last_status is not None and last_status >= 500 and last_status != 503 else 503
         raise UpstreamUnavailable(NO_UPSTREAM, status=status)
 
@@ -521,8 +532,14 @@ class Submitter:
         skip = None
         if asyncio.get_running_loop().time() >= deadline:
             skip = "skipped: the submit deadline passed"
+        elif channel.max_in_flight and not await slots.reserve(
+            self._db, channel=channel.name, task_id=task_id, limit=channel.max_in_flight, now=self._clock()
+        ):
+            skip = CHANNEL_FULL
         elif not self.health.available(channel.name):
             skip = "skipped: circuit open"
+            if channel.max_in_flight:
+                await slots.release(self._db, task_id=task_id, channel=channel.name)
         if skip is not None:
             if stored:
                 attempts.pop()
@@ -789,6 +806,11 @@ def task_key(task_id: str) -> str:
 def _maybe_made(attempts: list[Attempt], channel: Channel) -> bool:
     """Whether an earlier call of this submit to `channel` may have left an upstream task (a possible orphan)."""
     return any(a.get("channel") == channel.name and a.get("possible_orphan") for a in attempts)
+
+
+def _only_full(attempts: list[Attempt]) -> bool:
+    """Whether this submit asked no channel because every one it tried was full (a 429, not a 503)."""
+    return bool(attempts) and all(a.get("state") == SKIPPED and a.get("error") == CHANNEL_FULL for a in attempts)
 
 
 def _kept(attempts: list[Attempt]) -> list[Attempt]:

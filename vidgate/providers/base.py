@@ -13,12 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
 from vidgate.errors import InvalidRequest, NotSupported, UpstreamFailure, UpstreamTransient
 from vidgate.providers.http import download_to
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 Mode = Literal["t2v", "i2v", "kf2v", "a2v"]
 Role = Literal["first_frame", "last_frame", "audio"]
@@ -443,6 +446,9 @@ class Provider(ABC):
 
     async def release(self, upstream_id: str, creds: Credentials) -> None:  # noqa: B027 - optional hook
         """The task is over and its result stored: free whatever the provider keeps for it."""
+
+    def use_database(self, db: AsyncEngine) -> None:  # noqa: B027 - optional hook
+        """Called before start() with the app's database, for providers that keep their own state in it."""
 
     async def start(self, notify: Notify) -> None:  # noqa: B027 - optional hook
         """Called once when the app starts; `notify(upstream_id)` wakes the poller."""

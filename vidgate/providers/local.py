@@ -1,13 +1,16 @@
 """The built-in `local` provider: renders real H.264 MP4s on the CPU with vidgate.render.
 
-Renders run in worker processes so the event loop never blocks. Each job is a JSON file under
-`<media_dir>/local/jobs/`, so after a crash or a shutdown the next poll of an unfinished task starts it
-again; rendering is deterministic, so a restarted job produces the same bytes.
+Each job is a row in the database (store/render_jobs.py), so any process or replica renders or resumes it: the
+process that claims a job holds it under a lease, renews the lease while the render runs (recording its
+progress on the row), and marks the row done or failed. A job whose process stopped or was killed is claimed
+by whichever process polls it next and rendered again from its spec; rendering is deterministic, so a
+restarted job produces the same bytes. The output goes to `<media_dir>/local/out/`, and the engine stores it.
 
-Workers are spawned (a fresh interpreter, not a fork of this threaded process) in the background at
-startup, and never outlive the server: on shutdown they are terminated, not awaited, and each one also
-exits by itself when the server is gone, even after a kill -9 (a parent-death signal on Linux, and a
-watchdog thread).
+Renders run in worker processes so the event loop never blocks. Workers start on the first render (spawned:
+a fresh interpreter, not a fork of this threaded process) and exit after `idle_s` with nothing to render, so
+an idle server holds none. They never outlive the server: on shutdown they are terminated, not awaited, and
+each one also exits by itself when the server is gone, even after a kill -9 (a parent-death signal on Linux,
+and a watchdog thread).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.config import Settings
 from vidgate.errors import UpstreamRejected, UpstreamTransient
@@ -47,6 +51,8 @@ from vidgate.providers.base import (
     Submitted,
     VideoRequest,
 )
+from vidgate.store import render_jobs
+from vidgate.store.render_jobs import CANCELLED, DONE, FAILED, QUEUED
 
 MODEL = ModelSpec(
     name="vidgate-local",
@@ -73,12 +79,24 @@ _PARENT_CHECK_S = 0.5
 # How long stopped workers get to exit after SIGTERM before they are killed.
 _STOP_GRACE_S = 2.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# A rendering process holds its jobs this long without renewing (it renews four times as often): a killed
+# process's renders are taken up by another within this.
+LEASE_S = 10.0
+# How long render workers stay with nothing to render before they exit.
+IDLE_S = 60.0
+# The job row's key for the output path (beside the render spec).
+OUT = "out"
 
 log = logging.getLogger("vidgate.local")
 
 
 def from_settings(settings: Settings, http: httpx.AsyncClient) -> LocalProvider:
-    return LocalProvider(settings.media_dir / "local", workers=settings.local_workers or os.cpu_count() or 1, http=http)
+    return LocalProvider(
+        settings.media_dir / "local",
+        workers=settings.local_workers or os.cpu_count() or 1,
+        idle_s=settings.local_idle_s,
+        http=http,
+    )
 
 
 class LocalProvider(Provider):
@@ -87,19 +105,43 @@ class LocalProvider(Provider):
     name = "local"
     needs_bytes = True
 
-    def __init__(self, work_dir: Path, *, workers: int, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        workers: int,
+        http: httpx.AsyncClient,
+        idle_s: float = IDLE_S,
+        lease_s: float = LEASE_S,
+    ) -> None:
         super().__init__(http)
+        # Progress and cancel marks of the renders running in this process (its workers write them).
         self._jobs_dir = work_dir / "jobs"
         self._out_dir = work_dir / "out"
         self._workers = max(1, workers)
+        self._idle_s = idle_s
+        self._lease_s = lease_s
+        self._db: AsyncEngine | None = None
+        self._owner = f"render-{os.getpid()}-{secrets.token_hex(4)}"
         self._pool: ProcessPoolExecutor | None = None
-        self._running: dict[str, Future[None]] = {}
+        self._running: dict[str, Future[tuple[str, str]]] = {}
         self._notify: Notify | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._idle: asyncio.TimerHandle | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     def models(self) -> Sequence[ModelSpec]:
         return [MODEL]
+
+    def use_database(self, db: AsyncEngine) -> None:
+        self._db = db
+
+    @property
+    def workers_running(self) -> bool:
+        """Whether render worker processes exist right now (they start on demand and exit when idle)."""
+        return self._pool is not None
 
     async def start(self, notify: Notify) -> None:
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -107,62 +149,78 @@ class LocalProvider(Provider):
         self._notify = notify
         self._loop = asyncio.get_running_loop()
         self._closing = False
-        self._pool = _new_pool(self._workers)
-        # Start the workers now without waiting for them: startup stays quick and the first render finds
-        # them warm (each submit spawns one more worker while none is idle).
-        for _ in range(self._workers):
-            self._pool.submit(_ready)
 
     async def close(self) -> None:
-        """Stop every render now: running ones are terminated, not awaited (their jobs resume after a restart)."""
+        """Stop every render now: running ones are terminated, not awaited, and handed back (they resume on
+        the next poll, here after a restart or on another replica at once)."""
         self._closing = True
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
         pool, self._pool = self._pool, None
         self._running.clear()
         if pool is not None:
             await asyncio.to_thread(_stop_pool, pool)
+        for task in list(self._background):
+            with contextlib.suppress(Exception):
+                await task
+        if self._db is not None:
+            with contextlib.suppress(Exception):
+                await render_jobs.release_all(self._store(), owner=self._owner, now=time.time())
 
     async def submit(
         self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
     ) -> Submitted:
-        job = _job(req, out=self._out_path(task_id))
-        tmp = self._job_path(task_id).with_suffix(".tmp")
-        tmp.write_text(json.dumps(job))
-        os.replace(tmp, self._job_path(task_id))
-        self._launch(task_id, job)
+        if not req.prompt and req.mode == "t2v":
+            raise UpstreamRejected("a prompt is required", param="prompt")
+        spec = {**_spec(req), OUT: str(self._out_path(task_id).resolve())}
+        await render_jobs.insert(self._store(), task_id=task_id, spec=spec, now=time.time())
+        await self._take(task_id)
         return Submitted(upstream_id=task_id)
 
     async def find(
         self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
     ) -> list[str]:
-        """The job is named by the task id: it exists once submit wrote its file."""
-        paths = (self._job_path(task_id), self._out_path(task_id), self._error_path(task_id))
-        return [task_id] if any(path.exists() for path in paths) else []
+        """The job is named by the task id: it exists once submit recorded it."""
+        return [task_id] if await render_jobs.get(self._store(), task_id=task_id) is not None else []
 
     async def remix(self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         # The engine hands in the source's request with the new prompt: same size, length, seed, inputs.
         return await self.submit(req, creds, task_id=task_id)
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
-        out = self._out_path(upstream_id)
-        if out.exists():
-            return Progress(state="completed", progress=100, video_path=out)
-        error = self._error_path(upstream_id)
-        if error.exists():
-            return Progress(state="failed", error_code="render_failed", error_message=error.read_text())
-        job_path = self._job_path(upstream_id)
+        job = await render_jobs.get(self._store(), task_id=upstream_id)
+        if job is None:
+            return Progress(state="failed", error_code="render_lost", error_message="The render job is gone.")
+        if job.state == DONE:
+            out = _out_of(job.spec, self._out_path(upstream_id))
+            if out.exists():
+                return Progress(state="completed", progress=100, video_path=out)
+            # Rendered by a replica on another machine: not visible here yet.
+            return Progress(state="in_progress", progress=99)
+        if job.state == FAILED:
+            return Progress(state="failed", error_code="render_failed", error_message=job.error or "render failed")
+        if job.state == CANCELLED:
+            return Progress(state="failed", error_code="render_cancelled", error_message="The render was cancelled.")
         future = self._running.get(upstream_id)
-        if future is None or future.done():
-            if not job_path.exists():
-                return Progress(state="failed", error_code="render_lost", error_message="The render job is gone.")
-            # Not running in this process (a restart): start it again from its job file.
-            self._launch(upstream_id, json.loads(job_path.read_text()))
+        if future is not None and not future.done():
+            done, total = _read_progress(self._progress_path(upstream_id))
+            if not done:
+                return Progress(state="in_progress" if future.running() else "queued", progress=0)
+            return Progress(state="in_progress", progress=min(99, done * 100 // max(total, 1)))
+        if job.free(time.time()):
+            # Nobody renders it (never started, handed back, or its process died): render it here.
+            await self._take(upstream_id)
             return Progress(state="in_progress", progress=0)
-        done, total = _read_progress(self._progress_path(upstream_id))
-        if not done:
-            return Progress(state="queued" if not future.running() else "in_progress", progress=0)
-        return Progress(state="in_progress", progress=min(99, done * 100 // max(total, 1)))
+        progress = job.done_frames * 100 // job.total_frames if job.total_frames else 0
+        return Progress(state="in_progress" if progress else "queued", progress=min(99, progress))
 
     async def cancel(self, upstream_id: str, creds: Credentials) -> None:
+        await render_jobs.cancel(self._store(), task_id=upstream_id, now=time.time())
         self._cancel_path(upstream_id).touch()
         future = self._running.pop(upstream_id, None)
         if future is not None:
@@ -175,13 +233,14 @@ class LocalProvider(Provider):
         await asyncio.to_thread(_link_or_copy, result.video_path, dest)
 
     async def release(self, upstream_id: str, creds: Credentials) -> None:
+        job = await render_jobs.get(self._store(), task_id=upstream_id)
+        out = _out_of(job.spec if job else {}, self._out_path(upstream_id))
+        await render_jobs.delete(self._store(), task_id=upstream_id)
         paths = (
-            self._job_path(upstream_id),
             self._progress_path(upstream_id),
             self._cancel_path(upstream_id),
-            self._error_path(upstream_id),
-            self._out_path(upstream_id),
-            self._out_path(upstream_id).with_name(f"{upstream_id}.mp4.part"),
+            out,
+            out.with_name(f"{upstream_id}.mp4.part"),
         )
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
@@ -189,44 +248,132 @@ class LocalProvider(Provider):
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _launch(self, task_id: str, job: dict[str, Any]) -> None:
+    def _store(self) -> AsyncEngine:
+        if self._db is None:
+            raise UpstreamTransient("the local renderer has no database")
+        return self._db
+
+    async def _take(self, task_id: str) -> None:
+        """Claim the job and start rendering it here (a no-op when a live process holds it already)."""
+        if self._closing:
+            raise UpstreamTransient("the local renderer is stopping")
+        if not await render_jobs.claim(
+            self._store(), task_id=task_id, owner=self._owner, now=time.time(), lease_s=self._lease_s
+        ):
+            return
+        job = await render_jobs.get(self._store(), task_id=task_id)
+        if job is None:
+            return
+        # A render stopped half-way (shutdown, crash) left its marks: this run starts from frame 0.
+        for path in (self._progress_path(task_id), self._cancel_path(task_id)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self._pool is None:
-            raise UpstreamTransient("the local renderer is not running")
-        if not job["spec"]["prompt"] and job["spec"]["mode"] == "t2v":
-            raise UpstreamRejected("a prompt is required", param="prompt")
-        # A render stopped half-way (shutdown, crash) left its progress: this run starts from frame 0.
-        with contextlib.suppress(FileNotFoundError):
-            self._progress_path(task_id).unlink()
+            self._pool = _new_pool(self._workers)
         future = self._pool.submit(
             _render_job,
-            job,
+            {name: value for name, value in job.spec.items() if name != OUT},
+            str(_out_of(job.spec, self._out_path(task_id))),
             str(self._progress_path(task_id)),
             str(self._cancel_path(task_id)),
-            str(self._error_path(task_id)),
         )
         self._running[task_id] = future
         future.add_done_callback(partial(self._finished, task_id))
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._renew(), name="vidgate-render-leases")
 
-    def _finished(self, task_id: str, future: Future[None]) -> None:
+    async def _renew(self) -> None:
+        """While renders run here: renew their leases and record their progress; stop the ones lost."""
+        while self._running and not self._closing:
+            await asyncio.sleep(self._lease_s / 4)
+            progress = {task_id: _read_progress(self._progress_path(task_id)) for task_id in self._running}
+            if not progress:
+                break
+            try:
+                held = await render_jobs.renew(
+                    self._store(), owner=self._owner, progress=progress, now=time.time(), lease_s=self._lease_s
+                )
+            except Exception:
+                log.warning("could not renew the leases of %d renders", len(progress), exc_info=True)
+                continue
+            for task_id in set(progress) - held:
+                # Cancelled, or taken over after this process stalled past its lease: stop rendering it.
+                self._cancel_path(task_id).touch()
+                future = self._running.pop(task_id, None)
+                if future is not None:
+                    future.cancel()
+        self._arm_idle()
+
+    def _finished(self, task_id: str, future: Future[tuple[str, str]]) -> None:
         # Runs in the executor's thread: hop to the loop before touching anything.
         if self._closing or self._loop is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
             self._loop.call_soon_threadsafe(self._done_on_loop, task_id, future)
 
-    def _done_on_loop(self, task_id: str, future: Future[None]) -> None:
+    def _done_on_loop(self, task_id: str, future: Future[tuple[str, str]]) -> None:
         if self._closing:
             return  # stopped by close(): the job resumes after a restart
         if self._running.get(task_id) is future:
             del self._running[task_id]
-        error = None if future.cancelled() else future.exception()
-        if isinstance(error, BrokenProcessPool):
-            # A worker died (killed, out of memory): replace the pool; the next poll relaunches the job.
-            self._restart_pool()
-        elif error is not None:
-            self._error_path(task_id).write_text(f"render failed: {error!r}")
+        task = asyncio.create_task(self._settle(task_id, future))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        self._arm_idle()
+
+    async def _settle(self, task_id: str, future: Future[tuple[str, str]]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        now = time.time()
+        try:
+            if isinstance(error, BrokenProcessPool):
+                # A worker died (killed, out of memory): replace the pool; the next poll renders the job again.
+                self._restart_pool()
+                await render_jobs.settle(self._store(), task_id=task_id, owner=self._owner, state=QUEUED, now=now)
+            elif error is not None:
+                await render_jobs.settle(
+                    self._store(),
+                    task_id=task_id,
+                    owner=self._owner,
+                    state=FAILED,
+                    now=now,
+                    error=f"render failed: {error!r}",
+                )
+            else:
+                outcome, text = future.result()
+                if outcome == DONE:
+                    await render_jobs.settle(self._store(), task_id=task_id, owner=self._owner, state=DONE, now=now)
+                elif outcome == FAILED:
+                    await render_jobs.settle(
+                        self._store(), task_id=task_id, owner=self._owner, state=FAILED, now=now, error=text
+                    )
+        except Exception:
+            # The lease lapses and another poll renders it again: a lost write costs time, not the task.
+            log.warning("could not record the end of render %s", task_id, exc_info=True)
         if self._notify is not None:
             self._notify(task_id)
+
+    def _arm_idle(self) -> None:
+        """With nothing left to render, stop the workers after idle_s (the next render starts them again)."""
+        if self._closing or self._running or self._pool is None or self._loop is None:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = self._loop.call_later(self._idle_s, self._stop_when_idle)
+
+    def _stop_when_idle(self) -> None:
+        self._idle = None
+        if self._closing or self._running or self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        log.info("render workers idle for %.0f s: stopping them", self._idle_s)
+        task = asyncio.create_task(asyncio.to_thread(_stop_pool, pool))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _restart_pool(self) -> None:
         if self._pool is not None and not getattr(self._pool, "_broken", False):
@@ -236,25 +383,27 @@ class LocalProvider(Provider):
             old.shutdown(wait=False, cancel_futures=True)
         self._pool = _new_pool(self._workers)
 
-    def _job_path(self, task_id: str) -> Path:
-        return self._jobs_dir / f"{task_id}.json"
-
     def _progress_path(self, task_id: str) -> Path:
         return self._jobs_dir / f"{task_id}.progress"
 
     def _cancel_path(self, task_id: str) -> Path:
         return self._jobs_dir / f"{task_id}.cancel"
 
-    def _error_path(self, task_id: str) -> Path:
-        return self._jobs_dir / f"{task_id}.error"
-
     def _out_path(self, task_id: str) -> Path:
         return self._out_dir / f"{task_id}.mp4"
 
 
-def _job(req: VideoRequest, *, out: Path) -> dict[str, Any]:
+def _out_of(spec: dict[str, Any], default: Path) -> Path:
+    """Where the job's video goes: the path its submitting process chose (a shared folder for replicas on
+    one machine), else this process's own."""
+    out = spec.get(OUT)
+    return Path(out) if isinstance(out, str) and out.endswith(".mp4") else default
+
+
+def _spec(req: VideoRequest) -> dict[str, Any]:
+    """What the renderer needs, as stored on the job row."""
     first, last, audio = req.input("first_frame"), req.input("last_frame"), req.input("audio")
-    spec = {
+    return {
         "width": req.width,
         "height": req.height,
         "seconds": req.seconds,
@@ -266,7 +415,6 @@ def _job(req: VideoRequest, *, out: Path) -> dict[str, Any]:
         "audio": req.audio,
         "audio_path": str(audio.path) if audio and audio.path else None,
     }
-    return {"spec": spec, "out": str(out)}
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
@@ -333,10 +481,6 @@ def _worker_init(server_pid: int) -> None:
     import vidgate.render  # noqa: F401 - imports PyAV, numpy and Pillow once per worker
 
 
-def _ready() -> None:
-    """Nothing: _worker_init has done the work by the time this runs."""
-
-
 def _die_with(server_pid: int) -> None:
     """Exit when the server process is gone, however it died (kill -9 included)."""
     if sys.platform == "linux":
@@ -356,7 +500,8 @@ def _watch_parent(server_pid: int) -> None:
     os._exit(0)
 
 
-def _render_job(job: dict[str, Any], progress_path: str, cancel_path: str, error_path: str) -> None:
+def _render_job(spec: dict[str, Any], out: str, progress_path: str, cancel_path: str) -> tuple[str, str]:
+    """Render one job; (DONE, ""), (FAILED, why) or (CANCELLED, "")."""
     from vidgate.render import RenderError, RenderSpec, render
 
     def progress(done: int, total: int) -> None:
@@ -367,10 +512,11 @@ def _render_job(job: dict[str, Any], progress_path: str, cancel_path: str, error
             raise _Cancelled
 
     try:
-        render(RenderSpec(**job["spec"]), job["out"], progress)
+        render(RenderSpec(**spec), out, progress)
     except _Cancelled:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(job["out"] + ".part")
+            os.unlink(out + ".part")
+        return CANCELLED, ""
     except RenderError as exc:
-        with open(error_path, "w") as handle:
-            handle.write(str(exc))
+        return FAILED, str(exc)
+    return DONE, ""

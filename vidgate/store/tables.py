@@ -160,3 +160,33 @@ channel_health = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", Time, nullable=False),
 )
+
+# Reserved places under a channel's max_in_flight: slot n of a channel is held by at most one task (the
+# primary key), so racing submits in any number of processes cannot together put more tasks upstream.
+channel_slots = sa.Table(
+    "channel_slots",
+    metadata,
+    sa.Column("channel", sa.String(100), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.String(40), nullable=False),
+    sa.Column("taken_at", Time, nullable=False),
+    sa.Index("ix_channel_slots_task", "task_id"),
+)
+
+# Local render jobs (the `local` provider), so any process or replica can run or resume one: the spec to
+# render, who renders it under a lease, how far it got, and how it ended.
+render_jobs = sa.Table(
+    "render_jobs",
+    metadata,
+    sa.Column("task_id", sa.String(40), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # queued | running | done | failed | cancelled
+    sa.Column("done_frames", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total_frames", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", Time, nullable=True),
+    sa.Column("runs", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
