@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import re
 import secrets
@@ -49,7 +50,7 @@ BARE_APP = textwrap.dedent(
 )
 
 
-Measured = tuple[float, float, float]
+Measured = tuple[float, float, float, float]
 
 
 def load() -> str:
@@ -62,7 +63,7 @@ def best(runs: list[Measured]) -> Measured:
 
 
 def line(label: str, run: Measured, reference: Measured | None = None) -> str:
-    text = f"{label:<40} {run[0]:9.0f} req/s  p50 {run[1]:7.2f} ms  p99 {run[2]:7.2f} ms"
+    text = f"{label:<38} {run[0]:7.0f} req/s  p50 {run[1]:7.2f} ms  p99 {run[2]:7.2f} ms  CPU {run[3]:5.2f} ms/req"
     if reference is not None:
         text += f"  = {run[0] / reference[0]:6.2f}x"
     return text
@@ -97,16 +98,32 @@ def backends(wanted: str) -> list[str]:
     return chosen
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
-    url: str, *, seconds: int, connections: int, key: str | None = None, script: Path | None = None
-) -> tuple[float, float, float]:
-    """requests/s, p50 ms, p99 ms."""
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    key: str | None = None,
+    script: Path | None = None,
+    pid: int | None = None,
+) -> Measured:
+    """requests/s, p50 ms, p99 ms, and the CPU ms the server `pid` spent per request (NaN without a pid):
+    that one holds steady when other work shares the machine."""
+    before = cpu_seconds(pid) if pid else 0.0
     cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
     if key:
         cmd[1:1] = ["-H", f"Authorization: Bearer {key}"]
     if script:
         cmd[1:1] = ["-s", str(script)]
     text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    used = cpu_seconds(pid) - before if pid else math.nan
+    total = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     if non2xx:
@@ -116,7 +133,7 @@ def wrk(
         value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    return rps, pct("50"), pct("99")
+    return rps, pct("50"), pct("99"), used * 1000 / max(total, 1)
 
 
 def main() -> None:
@@ -146,7 +163,7 @@ def main() -> None:
         cwd=work,
     )
     servers: dict[str, Server] = {}
-    targets: dict[str, tuple[str, str | None]] = {}
+    targets: dict[str, tuple[str, str | None, int]] = {}
     submit_to_done = 0.0
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
@@ -172,23 +189,28 @@ def main() -> None:
                     video = client.get(f"/videos/{video['id']}").json()
                 if backend == "sqlite" or not submit_to_done:
                     submit_to_done = time.perf_counter() - started
-            targets[f"GET /v1/videos/{{id}}, {backend}"] = (f"{server.url}/v1/videos/{video['id']}", key)
+            assert server.proc is not None
+            targets[f"GET /v1/videos/{{id}}, {backend}"] = (
+                f"{server.url}/v1/videos/{video['id']}",
+                key,
+                server.proc.pid,
+            )
         for _ in range(50):
             if httpx.get(f"http://127.0.0.1:{bare_port}/v1/videos/x").status_code == 200:
                 break
             time.sleep(0.1)
         bare_label = "bare Starlette JSON endpoint"
-        targets[bare_label] = (f"http://127.0.0.1:{bare_port}/v1/videos/video_0123", None)
+        targets[bare_label] = (f"http://127.0.0.1:{bare_port}/v1/videos/video_0123", None, bare.pid)
 
         # Warm each, then measure in turn, round-robin (one core each is all this 2-core machine has).
-        for url, key in targets.values():
+        for url, key, _pid in targets.values():
             wrk(url, seconds=2, connections=args.connections, key=key)
         runs: dict[str, list[Measured]] = {label: [] for label in targets}
         loads = []
         for _ in range(args.repeat):
             loads.append(load())
-            for label, (url, key) in targets.items():
-                runs[label].append(wrk(url, seconds=args.seconds, connections=args.connections, key=key))
+            for label, (url, key, pid) in targets.items():
+                runs[label].append(wrk(url, seconds=args.seconds, connections=args.connections, key=key, pid=pid))
 
         from vidgate.render import RenderSpec, render
 

@@ -139,6 +139,7 @@ def main() -> None:
             upstream_label: (
                 f"http://127.0.0.1:{fake_port}/api/v1/services/aigc/video-generation/video-synthesis",
                 lua_script(work, "theirs.lua", native, upstream_headers),
+                fake.pid,
             )
         }
         gateways = {}
@@ -156,13 +157,14 @@ def main() -> None:
                 form_body(boundary),
                 {"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {key}"},
             )
-            targets[f"POST /v1/videos via vidgate, {backend}"] = (f"{server.url}/v1/videos", script)
+            assert server.proc is not None
+            targets[f"POST /v1/videos via vidgate, {backend}"] = (f"{server.url}/v1/videos", script, server.proc.pid)
         runs: dict[str, list[Measured]] = {label: [] for label in targets}
         loads = []
         for _ in range(args.repeat):
             loads.append(load())
-            for label, (url, script) in targets.items():
-                runs[label].append(wrk(url, seconds=args.seconds, connections=args.connections, script=script))
+            for label, (url, script, pid) in targets.items():
+                runs[label].append(wrk(url, seconds=args.seconds, connections=args.connections, script=script, pid=pid))
                 time.sleep(1.0)  # the first polls of the tasks just created
 
         contents: dict[str, Measured] = {}
@@ -184,11 +186,12 @@ def main() -> None:
             stored = work / "sqlite" / "media" / "tasks" / video["id"] / "video.mp4"
             shutil.copyfile(media, stored)
             content_url = f"{server.url}/v1/videos/{video['id']}/content"
+            assert server.proc is not None
             contents["content 1 MiB via vidgate"] = wrk(
-                content_url, seconds=args.seconds, connections=args.connections, key=key
+                content_url, seconds=args.seconds, connections=args.connections, key=key, pid=server.proc.pid
             )
             contents["bare Starlette FileResponse"] = wrk(
-                f"http://127.0.0.1:{bare_port}/file", seconds=args.seconds, connections=args.connections
+                f"http://127.0.0.1:{bare_port}/file", seconds=args.seconds, connections=args.connections, pid=bare.pid
             )
         print(f"machine: {os.cpu_count()} cores; wrk -c {args.connections} -d {args.seconds}s; best of {args.repeat}")
         print(f"before each round: {'; '.join(loads)}; after: {load()}")
