@@ -129,7 +129,7 @@ class SQLiteWriter(HotStore):
         return connection
 
     def _run(self) -> None:
-        connection = self._connect()
+        connection: sqlite3.Connection | None = None
         try:
             while True:
                 first = self._jobs.get()
@@ -146,11 +146,18 @@ class SQLiteWriter(HotStore):
                         stop = True
                         break
                     batch.append(more)
-                self._commit(connection, batch)
+                try:
+                    connection = connection or self._connect()
+                except sqlite3.Error as exc:
+                    # Each job fails with the reason; the next one tries to connect again.
+                    self._hand_back(batch, [(False, exc)] * len(batch))
+                else:
+                    self._commit(connection, batch)
                 if stop:
                     return
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
 
     def _commit(
         self,
@@ -177,6 +184,10 @@ class SQLiteWriter(HotStore):
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
+        self._hand_back(batch, outcomes)
+
+    @staticmethod
+    def _hand_back(batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_work, loop, done), (ok, value) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append((done, ok, value))
