@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.store.test_store import SECRET, task_values
+from tests.store.test_store import SECRET
+from tests.store.test_store import task_values as due_task_values
 from vidgate.errors import UpstreamTaken
 from vidgate.status import TaskStatus
 from vidgate.store import hot, usage
@@ -29,6 +32,11 @@ async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
     yield engine
     await hot.stop(engine)
     await engine.dispose()
+
+
+def task_values(key_id: str, **overrides: Any) -> dict[str, Any]:
+    """A task row not due for a poll: the database is shared by the run's tests, and other tests claim due rows."""
+    return due_task_values(key_id, **{"next_poll_at": time.time() + 86_400, **overrides})
 
 
 async def a_key(db: AsyncEngine) -> str:
