@@ -1,16 +1,20 @@
 """Benchmark, run by hand: create throughput against an emulated upstream, and content serving.
 
-    .venv/bin/python bench/throughput.py [--seconds 8] [--connections 20] [--workers N]
+    .venv/bin/python bench/throughput.py [--seconds 8] [--connections 50] [--repeat 3] [--backends sqlite,postgres]
+                                    [--workers N]
 
-1. `POST /v1/videos` (small multipart, a Wan model) through vidgate to the DashScope emulator, against
-   the emulator's own submit endpoint called directly with the same load (wrk + a Lua body script).
+1. `POST /v1/videos` (small multipart, a Wan model) through vidgate to the DashScope emulator, on SQLite and
+   on PostgreSQL (a fresh database at VIDGATE_TEST_PG), against the emulator's own submit endpoint called
+   directly with the same load (wrk + a Lua body script); `--repeat` rounds, round-robin, best of each.
 2. `GET /v1/videos/{id}/content` of a 1 MiB file against a bare Starlette FileResponse of the same file.
-Each server is one process on 127.0.0.1; wrk (`apt-get install wrk`) is the client.
+Each server is one process on 127.0.0.1; wrk (`apt-get install wrk`) is the client. The load average is
+printed with the figures (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -25,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.status_read import wrk  # noqa: E402
+from bench.status_read import Measured, backends, best, line, load, pg_database, wrk  # noqa: E402
 from tests.helpers import free_port, running_gateway  # noqa: E402
 
 FAKE = textwrap.dedent(
@@ -74,10 +78,21 @@ def wait_up(url: str) -> None:
             time.sleep(0.1)
 
 
+def form_body(boundary: str) -> bytes:
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na harbour at dawn\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwan2.5-t2v-preview\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="seconds"\r\n\r\n5\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="size"\r\n\r\n1280x720\r\n--{boundary}--\r\n'
+    ).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--workers", type=int, default=1, help="vidgate serve --workers N")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vidgate-bench-"))
@@ -107,36 +122,63 @@ def main() -> None:
         f'[[channels]]\nname = "wan"\nprovider = "dashscope"\n'
         f'base_url = "http://127.0.0.1:{fake_port}"\napi_key = "sk-ds-test"\n'
     )
-    try:
-        with running_gateway(work / "gw", channel, settings="poll_interval_s = 3600\n", workers=args.workers) as server:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        for proc in (fake, bare):
+            stack.callback(proc.wait)
+            stack.callback(proc.terminate)
+        native = (
+            b'{"model": "wan2.5-t2v-preview", "input": {"prompt": "a harbour at dawn"}, '
+            b'"parameters": {"size": "1280*720", "duration": 5}}'
+        )
+        upstream_headers = {
+            "Content-Type": "application/json",
+            "X-DashScope-Async": "enable",
+            "Authorization": "Bearer sk-ds-test",
+        }
+        upstream_label = "emulator submit, called directly"
+        targets = {
+            upstream_label: (
+                f"http://127.0.0.1:{fake_port}/api/v1/services/aigc/video-generation/video-synthesis",
+                lua_script(work, "theirs.lua", native, upstream_headers),
+                fake.pid,
+            )
+        }
+        gateways = {}
+        for backend in backends(args.backends):
+            database_url = stack.enter_context(pg_database()) if backend == "postgres" else None
+            # Created tasks are polled once soon after (the emulator keeps them pending), then in an hour.
+            server = gateways[backend] = stack.enter_context(
+                running_gateway(
+                    work / backend,
+                    channel,
+                    settings="poll_interval_s = 3600\n",
+                    database_url=database_url,
+                    workers=args.workers,
+                )
+            )
             key = server.key("bench")
             boundary = "benchboundary0123456789"
-            form = (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na harbour at dawn\r\n'
-                f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwan2.5-t2v-preview\r\n'
-                f'--{boundary}\r\nContent-Disposition: form-data; name="seconds"\r\n\r\n5\r\n'
-                f'--{boundary}\r\nContent-Disposition: form-data; name="size"\r\n\r\n1280x720\r\n--{boundary}--\r\n'
-            ).encode()
-            ours_lua = lua_script(
+            script = lua_script(
                 work,
-                "ours.lua",
-                form,
+                f"ours-{backend}.lua",
+                form_body(boundary),
                 {"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {key}"},
             )
-            native = (
-                b'{"model": "wan2.5-t2v-preview", "input": {"prompt": "a harbour at dawn"}, '
-                b'"parameters": {"size": "1280*720", "duration": 5}}'
-            )
-            upstream_headers = {
-                "Content-Type": "application/json",
-                "X-DashScope-Async": "enable",
-                "Authorization": "Bearer sk-ds-test",
-            }
-            theirs_lua = lua_script(work, "theirs.lua", native, upstream_headers)
-            submit_url = f"http://127.0.0.1:{fake_port}/api/v1/services/aigc/video-generation/video-synthesis"
-            upstream = wrk(submit_url, seconds=args.seconds, connections=args.connections, script=theirs_lua)
-            ours = wrk(f"{server.url}/v1/videos", seconds=args.seconds, connections=args.connections, script=ours_lua)
+            assert server.proc is not None
+            targets[f"POST /v1/videos via vidgate, {backend}"] = (f"{server.url}/v1/videos", script, server.proc.pid)
+        runs: dict[str, list[Measured]] = {label: [] for label in targets}
+        loads = []
+        for _ in range(args.repeat):
+            loads.append(load())
+            for label, (url, script, pid) in targets.items():
+                runs[label].append(wrk(url, seconds=args.seconds, connections=args.connections, script=script, pid=pid))
+                time.sleep(1.0)  # the first polls of the tasks just created
 
+        contents: dict[str, Measured] = {}
+        if "sqlite" in gateways:
+            server = gateways["sqlite"]
+            key = server.key("bench")
             video = httpx.post(
                 f"{server.url}/v1/videos",
                 headers={"Authorization": f"Bearer {key}"},
@@ -149,26 +191,30 @@ def main() -> None:
                 != "completed"
             ):
                 time.sleep(0.1)
-            stored = work / "gw" / "media" / "tasks" / video["id"] / "video.mp4"
+            stored = work / "sqlite" / "media" / "tasks" / video["id"] / "video.mp4"
             shutil.copyfile(media, stored)
             content_url = f"{server.url}/v1/videos/{video['id']}/content"
-            ours_content = wrk(content_url, seconds=args.seconds, connections=args.connections, key=key)
-            bare_content = wrk(f"http://127.0.0.1:{bare_port}/file", seconds=args.seconds, connections=args.connections)
-        print(f"machine: {os.cpu_count()} cores; wrk -c {args.connections} -d {args.seconds}s; workers {args.workers}")
-        print(f"POST /v1/videos via vidgate:      {ours[0]:8.0f} req/s  p50 {ours[1]:7.2f} ms  p99 {ours[2]:7.2f} ms")
-        print(
-            f"emulator submit, called directly: {upstream[0]:8.0f} req/s  "
-            f"p50 {upstream[1]:7.2f} ms  p99 {upstream[2]:7.2f} ms"
-        )
-        print(f"ratio:                            {ours[0] / upstream[0]:8.2%}")
-        print(f"content 1 MiB via vidgate:        {ours_content[0]:8.0f} req/s  p99 {ours_content[2]:7.2f} ms")
-        print(f"bare Starlette FileResponse:      {bare_content[0]:8.0f} req/s  p99 {bare_content[2]:7.2f} ms")
-        print(f"ratio:                            {ours_content[0] / bare_content[0]:8.2%}")
-    finally:
-        for proc in (fake, bare):
-            proc.terminate()
-            proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
+            assert server.proc is not None
+            contents["content 1 MiB via vidgate"] = wrk(
+                content_url, seconds=args.seconds, connections=args.connections, key=key, pid=server.proc.pid
+            )
+            contents["bare Starlette FileResponse"] = wrk(
+                f"http://127.0.0.1:{bare_port}/file", seconds=args.seconds, connections=args.connections, pid=bare.pid
+            )
+        print(f"machine: {os.cpu_count()} cores; wrk -c {args.connections} -d {args.seconds}s; best of {args.repeat}")
+        print(f"before each round: {'; '.join(loads)}; after: {load()}")
+        reference = best(runs[upstream_label])
+        for label, measured in runs.items():
+            print(line(label, best(measured), None if label == upstream_label else reference))
+        if contents:
+            print(
+                line(
+                    "content 1 MiB via vidgate",
+                    contents["content 1 MiB via vidgate"],
+                    contents["bare Starlette FileResponse"],
+                )
+            )
+            print(line("bare Starlette FileResponse", contents["bare Starlette FileResponse"]))
 
 
 if __name__ == "__main__":

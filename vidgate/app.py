@@ -31,6 +31,7 @@ from vidgate.providers.registry import build_registry
 from vidgate.redact import Redactor
 from vidgate.shared_state import shared_for
 from vidgate.storage import from_settings as storage_from_settings
+from vidgate.store import hot
 from vidgate.store.db import check_secret, close_reader, create_engine, migrate
 
 log = logging.getLogger("vidgate")
@@ -61,6 +62,8 @@ def create_app(settings: Settings) -> ASGIApp:
         migrate(settings.database_url, secret=settings.secret)
         db = create_engine(settings.database_url, secret=settings.secret, redactor=redactor)
         await check_secret(db)
+        # The status read's and the create path's own way to the database (PostgreSQL: an asyncpg pool).
+        await hot.start(db)
         # Calls to a channel's own base_url host go out as they are; every other URL (inputs, results,
         # webhooks) only reaches public addresses, unless its caller's policy says otherwise.
         configured = frozenset(netguard.host_of(channel.base_url) for channel in settings.channels if channel.base_url)
@@ -130,6 +133,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await http.aclose()
             await shared.close()
             close_reader(db)
+            await hot.stop(db)
             await db.dispose()
 
     app = FastAPI(

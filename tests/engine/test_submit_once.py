@@ -42,6 +42,7 @@ from vidgate.providers.base import (
 )
 from vidgate.providers.registry import Channel, Registry
 from vidgate.status import TaskStatus
+from vidgate.store import hot
 from vidgate.store import tasks as task_store
 from vidgate.store.db import create_engine, migrate
 from vidgate.store.keys import KeyRecord
@@ -439,7 +440,10 @@ def idem(key: str, body: str) -> Idempotency:
 @pytest.fixture
 async def rig_any_db(database_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
     made = await build(database_url, tmp_path)
+    # As the app does: the hot paths' own store (on PostgreSQL an asyncpg pool) beside the engine.
+    await hot.start(made.db)
     yield made
+    await hot.stop(made.db)
     await made.db.dispose()
 
 

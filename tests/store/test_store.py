@@ -15,6 +15,7 @@ from tests.helpers import SHARED_DB_SECRET
 from vidgate.auth import KeyRing, hash_key
 from vidgate.errors import Unauthenticated, UpstreamTaken
 from vidgate.status import TaskStatus
+from vidgate.store import hot
 from vidgate.store import idempotency as idempotency_store
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
@@ -29,7 +30,10 @@ async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
     await asyncio.to_thread(migrate, database_url, secret=SECRET)
     await asyncio.to_thread(migrate, database_url, secret=SECRET)  # idempotent
     engine = create_engine(database_url, secret=SECRET)
+    # As the app does: the hot paths' own store (on PostgreSQL an asyncpg pool) beside the engine.
+    await hot.start(engine)
     yield engine
+    await hot.stop(engine)
     await engine.dispose()
 
 

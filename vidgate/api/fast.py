@@ -50,4 +50,7 @@ class StatusFastPath:
             await svc.keys.check_rate(key)
         except VidgateError:
             return None
+        except Exception:
+            # A store that fails here fails on the FastAPI route too, which answers it in the surface's shape.
+            return None
         return json_response(video_object(row), headers=poll_after(svc, row))

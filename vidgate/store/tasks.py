@@ -17,6 +17,7 @@ from vidgate.errors import UpstreamTaken
 from vidgate.status import ACTIVE, TaskStatus
 from vidgate.store import usage
 from vidgate.store.db import protection, sealed_context, sqlite_reader
+from vidgate.store.hot import HotStore, hot_store
 from vidgate.store.tables import idempotency_keys, tasks
 
 # A row to insert into another table together with a task's terminal transition.
@@ -101,6 +102,7 @@ class TaskView:
 
 
 _VIEW_FIELDS = [f.name for f in fields(TaskView)]
+_VIEW_READ = (*_VIEW_FIELDS, "key_id")
 _VIEW_SQL = f"SELECT {', '.join(_VIEW_FIELDS)} FROM tasks WHERE id = ? AND key_id = ? AND deleted_at IS NULL"
 
 
@@ -108,8 +110,14 @@ async def get_view(engine: AsyncEngine, *, task_id: str, key_id: str) -> TaskVie
     """The key's task as a status read shows it (the hot path: no JSON columns decoded)."""
     reader = sqlite_reader(engine)
     found: Any
+    hot = hot_store(engine) if reader is None else None
     if reader is not None:
         found = reader.one(_VIEW_SQL, (task_id, key_id))
+    elif hot is not None:
+        stored = await hot.view_row(task_id, _VIEW_READ)
+        if stored is None or stored["key_id"] != key_id:
+            return None
+        found = tuple(stored[name] for name in _VIEW_FIELDS)
     else:
         query = sa.select(*(tasks.c[name] for name in _VIEW_FIELDS)).where(
             tasks.c.id == task_id, tasks.c.key_id == key_id, tasks.c.deleted_at.is_(None)
@@ -173,6 +181,9 @@ async def insert_task(
     """
     price = int(values.get("price_micros", 0))
     row = _protect(engine, values["id"], values)
+    hot = hot_store(engine)
+    if hot is not None:
+        return await _insert_hot(hot, values, row, price=price, quota_micros=quota_micros, idempotency=idempotency)
     try:
         async with engine.begin() as conn:
             if idempotency is not None:
@@ -205,6 +216,46 @@ async def insert_task(
     return True
 
 
+async def _insert_hot(
+    hot: HotStore,
+    values: Mapping[str, Any],
+    row: Mapping[str, Any],
+    *,
+    price: int,
+    quota_micros: int | None,
+    idempotency: tuple[str, str] | None,
+) -> bool:
+    """insert_task through the hot store: one call (SQLite: one hand-off to the writer; PostgreSQL: one
+    statement, or one short transaction when the key has a quota)."""
+    key_id = values["key_id"]
+    claim = None
+    if idempotency is not None:
+        idem_key, fingerprint = idempotency
+        claim = {
+            "key_id": key_id,
+            "idem_key": idem_key,
+            "fingerprint": fingerprint,
+            "task_id": values["id"],
+            "created_at": values["created_at"],
+        }
+    reserve = None
+    if price:
+        _, reserve = usage.entry(
+            key_id=key_id, task_id=values["id"], model=values["model"], kind="reserve", amount=price
+        )
+    quota = (key_id, price, quota_micros) if quota_micros is not None else None
+    try:
+        used = await hot.insert_task(row, reserve=reserve, claim=claim, quota=quota)
+    except IntegrityError:
+        if idempotency is None:
+            raise
+        return False
+    if used is not None:
+        assert quota_micros is not None
+        raise usage.over_quota(amount=price, used=used, quota_micros=quota_micros)
+    return True
+
+
 _BY_ID = "SELECT * FROM tasks WHERE id = ? AND deleted_at IS NULL"
 _BY_ID_AND_KEY = _BY_ID + " AND key_id = ?"
 _JSON_COLUMNS = ("request", "attempts")
@@ -229,6 +280,10 @@ async def get_task(engine: AsyncEngine, *, task_id: str, key_id: str | None = No
     if reader is not None:
         found = reader.one(_BY_ID_AND_KEY, (task_id, key_id)) if key_id is not None else reader.one(_BY_ID, (task_id,))
         return _from_sqlite(found, vault) if found is not None else None
+    hot = hot_store(engine)
+    if hot is not None:
+        stored = await hot.task_row(task_id, key_id)
+        return _from_sqlite(stored, vault) if stored is not None else None
     query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
     if key_id is not None:
         query = query.where(tasks.c.key_id == key_id)
@@ -360,6 +415,12 @@ async def mark_submitted(
             "updated_at": time.time(),
         },
     )
+    hot = hot_store(engine)
+    if hot is not None:
+        try:
+            return await hot.mark_submitted(task_id, values, _ACTIVE) is not None
+        except IntegrityError as exc:
+            raise UpstreamTaken(f"{channel}: upstream task {upstream_id} belongs to another task") from exc
     try:
         async with engine.begin() as conn:
             result = await conn.execute(

@@ -51,11 +51,16 @@ async def check_quota(conn: AsyncConnection, *, key_id: str, amount: int, quota_
         )
     ).scalar()
     if int(used or 0) + amount > quota_micros:
-        remaining = max(0, quota_micros - int(used or 0))
-        raise InsufficientQuota(
-            f"You exceeded your current quota: this request costs {amount / 1e6:.6f} USD and "
-            f"{remaining / 1e6:.6f} USD remain on this key."
-        )
+        raise over_quota(amount=amount, used=int(used or 0), quota_micros=quota_micros)
+
+
+def over_quota(*, amount: int, used: int, quota_micros: int) -> InsufficientQuota:
+    """The error for a request of `amount` that does not fit what remains of the quota."""
+    remaining = max(0, quota_micros - used)
+    return InsufficientQuota(
+        f"You exceeded your current quota: this request costs {amount / 1e6:.6f} USD and "
+        f"{remaining / 1e6:.6f} USD remain on this key."
+    )
 
 
 async def spent(engine: AsyncEngine, *, key_id: str) -> int:
