@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> ASGIApp:
         submitter.on_created = poller.wake
         for provider in registry.providers.values():
             provider.use_database(db)
+            provider.use_storage(storage)
             await provider.start(poller.wake)
         poller.start()
         deliverer.start()
