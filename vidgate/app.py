@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from vidgate import __version__, netguard, redact
-from vidgate.api import admin, content, dashscope, docs, errors, openai_videos, playground, usage
+from vidgate.api import admin, callbacks, content, dashscope, docs, errors, openai_videos, playground, usage
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
 from vidgate.api.limits import FORM_OVERHEAD, BodyLimit
@@ -136,6 +136,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(playground.router)
     app.include_router(docs.router)
     app.include_router(usage.router)
+    app.include_router(callbacks.router)
     capped = BodyLimit(app, limit=settings.max_upload_bytes + FORM_OVERHEAD)
     # The status fast path reads no body, so it sits outside the cap (status reads are the hottest route).
     return Measure(RequestId(StatusFastPath(capped, running)), metrics=metrics)

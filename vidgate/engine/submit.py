@@ -40,6 +40,7 @@ from vidgate.config import Settings
 from vidgate.engine import billing
 from vidgate.engine import inputs as input_files
 from vidgate.engine.billing import effects
+from vidgate.engine.callbacks import CallbackSigner
 from vidgate.engine.health import CLOSED, ChannelHealth
 from vidgate.engine.idempotency import TTL_S as IDEMPOTENCY_TTL_S
 from vidgate.engine.idempotency import Idempotency
@@ -169,6 +170,7 @@ class Submitter:
         # The lease owner of the rows this process is creating.
         self.owner = f"submit-{secrets.token_hex(6)}"
         self.round_pause_s = ROUND_PAUSE_S
+        self._signer: CallbackSigner | None = None
 
     @property
     def deadline_s(self) -> float:
@@ -179,6 +181,14 @@ class Submitter:
     def lease_s(self) -> float:
         """How long a submitting process holds a row without renewing it: well over the deadline."""
         return LEASE_FACTOR * self.deadline_s
+
+    def callback_url(self, provider: str, task_id: str) -> str | None:
+        """Where `provider`'s upstream calls back about this task (engine/callbacks.py); None without a secret."""
+        if not self._settings.secret:
+            return None
+        if self._signer is None:
+            self._signer = CallbackSigner(self._settings.secret)
+        return self._signer.url(self._settings.public_url, provider, task_id)
 
     def media_dir(self, task_id: str) -> Path:
         return self._settings.media_dir / "tasks" / task_id
@@ -581,6 +591,9 @@ class Submitter:
         self, provider: Provider, req: VideoRequest, channel: Channel, task_id: str, remix_source: TaskRow | None
     ) -> Submitted:
         if remix_source is None:
+            if provider.accepts_callback:
+                url = self.callback_url(channel.provider, task_id)
+                return await provider.submit(req, channel.credentials, task_id=task_id, callback_url=url)
             return await provider.submit(req, channel.credentials, task_id=task_id)
         if remix_source.upstream_id is None:
             raise NotSupported("the source video has no upstream task")

@@ -200,6 +200,9 @@ class Provider(ABC):
     name: ClassVar[str]
     # True when the provider needs input bytes (vidgate fetches URLs for it), not URLs.
     needs_bytes: ClassVar[bool] = False
+    # True when the upstream takes a callback URL: submit then gets `callback_url` (engine/callbacks.py) and
+    # puts it in the vendor's callback field; a call to it makes the poller read the task at once.
+    accepts_callback: ClassVar[bool] = False
 
     @abstractmethod
     def models(self) -> Sequence[ModelSpec]:
@@ -221,8 +224,13 @@ class Provider(ABC):
         """
 
     @abstractmethod
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
-        """Create the upstream task; raise UpstreamRejected or UpstreamTransient on failure."""
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
+        """Create the upstream task; raise UpstreamRejected or UpstreamTransient on failure.
+
+        `callback_url` is given only when the provider `accepts_callback`: the vendor's callback field takes it.
+        """
 
     @abstractmethod
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
@@ -262,6 +270,12 @@ class Provider(ABC):
 
     async def release(self, upstream_id: str, creds: Credentials) -> None:  # noqa: B027 - optional hook
         """The task is over and its result stored: free whatever the provider keeps for it."""
+
+    def callback_answer(self, body: bytes) -> dict[str, Any] | None:
+        """What to answer a signed callback whose body asks for more than an acknowledgement (MiniMax's
+        `{"challenge": …}` handshake: echo it), or None for the uniform acknowledgement. `body` is untrusted
+        (at most callbacks.MAX_BODY_BYTES); the answer must not depend on anything but the body itself."""
+        return None
 
     async def start(self, notify: Notify) -> None:  # noqa: B027 - optional hook
         """Called once when the app starts; `notify(upstream_id)` wakes the poller."""

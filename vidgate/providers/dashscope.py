@@ -282,7 +282,9 @@ class DashScopeProvider(Provider):
     def _headers(self, creds: Credentials) -> dict[str, str]:
         return {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         # Reading and base64-encoding stored inputs is blocking work: off the event loop.
         body = await asyncio.to_thread(build_body, req)
         headers = {**self._headers(creds), "X-DashScope-Async": "enable"}

@@ -435,7 +435,9 @@ class JimengProvider(Provider):
                 param=images[-1].field,
             )
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         # Images are read and re-encoded (GIF, WebP, BMP -> PNG) in build_body: blocking work, off the event loop.
         body = await asyncio.to_thread(build_body, req)
         try:

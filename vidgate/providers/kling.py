@@ -165,7 +165,9 @@ def image_value(item: MediaInput) -> str:
     return base64.b64encode(as_jpeg_or_png(data, mime)).decode()
 
 
-def build_body(req: VideoRequest, *, external_task_id: str | None = None) -> dict[str, Any]:
+def build_body(
+    req: VideoRequest, *, external_task_id: str | None = None, callback_url: str | None = None
+) -> dict[str, Any]:
     """The create body for text2video or image2video (see kind_of)."""
     body: dict[str, Any] = {
         "model_name": req.model,
@@ -186,6 +188,8 @@ def build_body(req: VideoRequest, *, external_task_id: str | None = None) -> dic
             body[key] = req.extras[key]
     if external_task_id:
         body["external_task_id"] = external_task_id
+    if callback_url:
+        body["callback_url"] = callback_url
     return body
 
 
@@ -254,6 +258,8 @@ class KlingProvider(Provider):
     """Kling video models on one Kling account (access key + secret key)."""
 
     name = "kling"
+    # Kling POSTs the task object to `callback_url` on each status change (reference/providers.md §3).
+    accepts_callback = True
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
@@ -285,10 +291,12 @@ class KlingProvider(Provider):
         token = make_jwt(creds.access_key, creds.secret_key, time.time())
         return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         kind = kind_of(req)
         # Images are read and re-encoded (GIF, WebP, BMP -> PNG) here: blocking work, off the event loop.
-        body = await asyncio.to_thread(build_body, req, external_task_id=task_id)
+        body = await asyncio.to_thread(build_body, req, external_task_id=task_id, callback_url=callback_url)
         url = f"{self._base(creds)}/v1/videos/{kind}"
         try:
             answer = await send(self._http, "POST", url, headers=self._headers(creds), json=body, error=error_from)

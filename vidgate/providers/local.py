@@ -119,7 +119,9 @@ class LocalProvider(Provider):
         if pool is not None:
             await asyncio.to_thread(_stop_pool, pool)
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         job = _job(req, out=self._out_path(task_id))
         tmp = self._job_path(task_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(job))

@@ -310,7 +310,9 @@ class OpenAIProvider(Provider):
     def _auth(creds: Credentials) -> dict[str, str]:
         return {"Authorization": f"Bearer {creds.api_key}"}
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         # Every text field as a nameless part, so the body is multipart even without an image.
         parts: list[tuple[str, Any]] = [(key, (None, value)) for key, value in build_body(req).items()]
         reference = req.input("first_frame")

@@ -269,7 +269,7 @@ def _as_png(data: bytes, field_name: str) -> bytes:
     return out.getvalue()
 
 
-def build_body(req: VideoRequest) -> dict[str, Any]:
+def build_body(req: VideoRequest, *, callback_url: str | None = None) -> dict[str, Any]:
     """The Vidu create body: model, prompt, images (never on text2video), duration, resolution, extras."""
     body: dict[str, Any] = {"model": req.model, "prompt": req.prompt}
     images = [image_value(item) for item in image_inputs(req)]
@@ -284,6 +284,8 @@ def build_body(req: VideoRequest) -> dict[str, Any]:
     for key in ("movement_amplitude", "bgm"):
         if key in req.extras:
             body[key] = req.extras[key]
+    if callback_url:
+        body["callback_url"] = callback_url
     return body
 
 
@@ -362,6 +364,8 @@ class ViduProvider(Provider):
     """Vidu models on a Vidu enterprise account (`Token` key)."""
 
     name = "vidu"
+    # Vidu POSTs the query body to `callback_url` on each status change (reference/providers.md, Vidu create).
+    accepts_callback = True
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
@@ -382,9 +386,11 @@ class ViduProvider(Provider):
     def _headers(creds: Credentials) -> dict[str, str]:
         return {"Authorization": f"Token {creds.api_key}", "Accept": "application/json"}
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         # Reading and base64-encoding images can take a while; keep it off the event loop.
-        body = await asyncio.to_thread(build_body, req)
+        body = await asyncio.to_thread(build_body, req, callback_url=callback_url)
         url = self._base(creds) + endpoint(req)
         data = await send(self._http, "POST", url, headers=self._headers(creds), json=body, error=_mapper(req))
         task = data.get("task_id") if isinstance(data, Mapping) else None
