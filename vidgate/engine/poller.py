@@ -243,13 +243,14 @@ class Poller:
             by_provider[provider].append(task_id)
         claimed: list[PollRow] = []
         for provider, ids in by_provider.items():
-            claimed += await task_store.claim_ids(
+            got = await task_store.claim_ids(
                 self._db, task_ids=ids, owner=self.owner, now=now, lease_s=LEASE_S, provider=provider
             )
-        got = {row.id for row in claimed}
-        waiting = [task_id for task_id, (_p, until) in woken.items() if task_id not in got and until > now]
-        for task_id in await task_store.still_active(self._db, task_ids=waiting):
-            self._woken.setdefault(task_id, woken[task_id])
+            claimed += got
+            taken = {row.id for row in got}
+            waiting = [task_id for task_id in ids if task_id not in taken and woken[task_id][1] > now]
+            for task_id in await task_store.still_active(self._db, task_ids=waiting, provider=provider):
+                self._woken.setdefault(task_id, woken[task_id])
         return claimed
 
     async def _idle_delay(self) -> float:

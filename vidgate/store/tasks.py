@@ -682,11 +682,13 @@ async def claim_ids(
     return await _claim(engine, where, owner=owner, now=now, limit=len(task_ids), lease_s=lease_s)
 
 
-async def still_active(engine: AsyncEngine, *, task_ids: Sequence[str]) -> set[str]:
-    """Which of these tasks are unfinished."""
+async def still_active(engine: AsyncEngine, *, task_ids: Sequence[str], provider: str | None = None) -> set[str]:
+    """Which of these tasks are unfinished (and of `provider`, when given)."""
     if not task_ids:
         return set()
     query = sa.select(tasks.c.id).where(tasks.c.id.in_(list(task_ids)), tasks.c.status.in_(_ACTIVE))
+    if provider is not None:
+        query = query.where(tasks.c.provider == provider)
     async with engine.connect() as conn:
         return {str(found) for found in (await conn.execute(query)).scalars()}
 
