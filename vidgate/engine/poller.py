@@ -56,6 +56,9 @@ PER_CHANNEL_CONCURRENCY = 32
 # A task the upstream says it does not know is failed only after this many such reads in a row.
 LOST_CONFIRMATIONS = 3
 _LOST = "the upstream does not know the task"
+# The loop wakes at most this often for scheduled reads, and each claim takes the rows due within this long
+# too: reads due close together share one claim, each at most this much early or late.
+CLAIM_AHEAD_S = 0.2
 # Readings finishing within this long of each other are written in one transaction.
 FLUSH_S = 0.02
 # One task is woken by callbacks at most once in this long; a later call within it is deferred, not lost.
@@ -107,6 +110,7 @@ class Poller:
         self._inflight: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()
         self._saturated = False
+        self._backlog = False
         self._pending: list[tuple[Reading, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -217,10 +221,13 @@ class Poller:
         if self._woken:
             claimed += await self._claim_woken(now)
         free = GLOBAL_CONCURRENCY - len(self._inflight) - len(claimed)
+        self._backlog = False
         if free > 0:
-            claimed += await task_store.claim_polls(
-                self._db, owner=self.owner, now=now, limit=min(BATCH, free), lease_s=LEASE_S
+            due = await task_store.claim_polls(
+                self._db, owner=self.owner, now=now, limit=min(BATCH, free), lease_s=LEASE_S, ahead=CLAIM_AHEAD_S
             )
+            self._backlog = len(due) == min(BATCH, free)
+            claimed += due
         for row in claimed:
             self._held.add(row.id)
             job = asyncio.create_task(self._guarded(row), name=f"poll-{row.id}")
@@ -258,10 +265,13 @@ class Poller:
             return WOKEN_RETRY_S
         if self._saturated:
             return MAX_IDLE_SLEEP_S
+        if self._backlog:
+            return 0.0  # more are due than one claim took
         due = await task_store.next_claimable(self._db)
         if due is None:
             return MAX_IDLE_SLEEP_S
-        return max(0.0, min(MAX_IDLE_SLEEP_S, due - self._clock()))
+        # At most one claim every CLAIM_AHEAD_S for scheduled reads (each claim takes those due a little later).
+        return max(CLAIM_AHEAD_S, min(MAX_IDLE_SLEEP_S, due - self._clock()))
 
     async def _keep_leases(self) -> None:
         """Renew the lease of every row in flight here, in one statement, well before it lapses."""

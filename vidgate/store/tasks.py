@@ -662,10 +662,12 @@ async def _claim(
     return [_poll_row(row, vault) for row in rows]
 
 
-async def claim_polls(engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float) -> list[PollRow]:
+async def claim_polls(
+    engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float, ahead: float = 0.0
+) -> list[PollRow]:
     """claim_due for the poller: the same lease and SKIP LOCKED claim, returning only the columns a poll needs
-    (no JSON column is read or decoded)."""
-    where = sa.and_(_claimable(now), tasks.c.next_poll_at <= now)
+    (no JSON column is read or decoded); rows due within `ahead` seconds are taken too (one claim, not many)."""
+    where = sa.and_(_claimable(now), tasks.c.next_poll_at <= now + ahead)
     return await _claim(engine, where, owner=owner, now=now, limit=limit, lease_s=lease_s)
 
 
