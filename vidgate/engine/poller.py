@@ -455,7 +455,8 @@ class Poller:
         else:
             # Cancelled or deleted while we downloaded: the files belong to nobody.
             shutil.rmtree(folder, ignore_errors=True)
-        self.webhooks_due()
+        if key is not None and key.webhook_url:
+            self.webhooks_due()  # only when an event was written: a wake costs the deliverer a query
         await provider.release(row.upstream_id or "", creds)
 
     async def _fail(self, row: Row, code: str, message: str, *, status: TaskStatus = TaskStatus.FAILED) -> None:
@@ -467,7 +468,8 @@ class Poller:
             values={"error_code": code, "error_message": message[:2000]},
             effects=billing.effects(billing.refund(row), billing.webhook_event(row, key, status)),
         )
-        self.webhooks_due()
+        if key is not None and key.webhook_url:
+            self.webhooks_due()
         if not row.upstream_id:
             return
         provider, creds = self._registry.provider(row.provider), Credentials.from_json(row.credentials)
