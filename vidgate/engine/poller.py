@@ -301,8 +301,7 @@ class Poller:
 
     async def _guarded(self, row: PollRow) -> None:
         try:
-            async with self._channel_slots[row.channel]:
-                await self.advance(row)
+            await self.advance(row)
         except Exception as exc:
             log.exception("advancing %s failed", row.id)
             try:
@@ -326,7 +325,10 @@ class Poller:
         provider = self._registry.provider(row.provider)
         creds = Credentials.from_json(row.credentials)
         try:
-            progress = await provider.poll(row.upstream_id, creds)
+            # The channel's slots cover its upstream calls only (not previews or writes): a burst of
+            # completions must not hold up the reads of the channel's other tasks.
+            async with self._channel_slots[row.channel]:
+                progress = await provider.poll(row.upstream_id, creds)
         except ProviderError as exc:
             self._count(row.provider, "error")
             await self._retry_later(row, f"poll: {exc}")
@@ -415,7 +417,8 @@ class Poller:
         folder = self._submitter.media_dir(row.id)
         video = folder / "video.mp4"
         try:
-            await provider.download(progress, creds, video)
+            async with self._channel_slots[row.channel]:
+                await provider.download(progress, creds, video)
             facts = await asyncio.to_thread(media.probe, str(video))
         except (ProviderError, media.MediaError, OSError) as exc:
             await self._retry_later(row, f"download: {exc}")
