@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.entry_points import register_source_providers
 from tests.helpers import PG_ADMIN_URL, Server, free_port, pg_reachable, write_config
+
+register_source_providers()
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,8 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     keys: dict[str, str] = field(default_factory=dict)
     log_level: str = "warning"
+    # Extra environment for the server process (e.g. PYTHONPATH for a plugin package).
+    env: dict[str, str] = field(default_factory=dict)
     _log_handle: Any = None
 
     @property
@@ -101,6 +103,7 @@ class Server:
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -180,12 +183,16 @@ def session_processes(sid: int) -> list[int]:
 
 @contextmanager
 def running_gateway(
-    folder: Path, *channels: str, settings: str = "poll_interval_s = 0.2\n", database_url: str | None = None
+    folder: Path,
+    *channels: str,
+    settings: str = "poll_interval_s = 0.2\n",
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """`vidgate serve` on a free port with these top-level settings and channels, stopped afterwards."""
     port = free_port()
     config = write_config(folder, port=port, database_url=database_url, extra=settings + "".join(channels))
-    server = Server(config=config, port=port, log=folder / "server.log")
+    server = Server(config=config, port=port, log=folder / "server.log", env=dict(env or {}))
     server.start()
     try:
         yield server

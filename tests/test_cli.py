@@ -162,6 +162,22 @@ secret_key = "sk"
 name = "vidu"
 provider = "vidu"
 api_key = "vda"
+
+[prices]
+# Not in vidgate's references: an operator routing these states them (startup refuses them otherwise).
+jimeng_t2v_v30 = 0.05
+jimeng_t2v_v30_1080p = 0.07
+jimeng_i2v_first_v30 = 0.05
+jimeng_i2v_first_v30_1080 = 0.07
+jimeng_i2v_first_tail_v30 = 0.05
+jimeng_i2v_first_tail_v30_1080 = 0.07
+jimeng_ti2v_v30_pro = 0.1
+
+viduq2 = 0.05
+viduq2-pro = 0.08
+viduq2-turbo = 0.05
+viduq2-pro-fast = 0.04
+"vidu2.0" = 0.04
 """
 
 

@@ -76,8 +76,11 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path: Path) -> None:
     path.write_text('databse_url = "sqlite:///x.db"\n')
     with pytest.raises(ConfigError, match="databse_url"):
         load_settings(path, environ={})
-    path.write_text('[[channels]]\nname = "x"\nprovider = "nope"\n')
+    path.write_text('[[channels]]\nname = "x"\nprovider = "no pe"\n')
     with pytest.raises(ConfigError, match="provider"):
+        load_settings(path, environ={})
+    path.write_text('[[channels]]\nname = "x"\nprovider = "openai"\nproject = 3\n')
+    with pytest.raises(ConfigError, match="project must be a string"):
         load_settings(path, environ={})
     path.write_text("not toml = = 1")
     with pytest.raises(ConfigError, match="TOML"):

@@ -21,6 +21,7 @@ from vidgate.api.middleware import Measure, RequestId
 from vidgate.api.schemas import openapi_document
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
+from vidgate.engine.callbacks import CallbackSigner
 from vidgate.engine.health import ChannelHealth
 from vidgate.engine.poller import Poller
 from vidgate.engine.submit import Submitter
@@ -64,7 +65,17 @@ def create_app(settings: Settings) -> ASGIApp:
         http = netguard.client(policy=netguard.Policy(hosts=configured))
         registry = build_registry(settings, http)
         health = ChannelHealth(db, threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s)
-        submitter = Submitter(settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics)
+        # Providers that accept a callback URL get vidgate's signed one for each task (engine/callbacks.py).
+        signer = CallbackSigner(settings.secret)
+        submitter = Submitter(
+            settings=settings,
+            db=db,
+            registry=registry,
+            http=http,
+            health=health,
+            metrics=metrics,
+            callback_url=partial(signer.url, settings.public_url),
+        )
         deliverer = Deliverer(settings=settings, db=db, http=http, metrics=metrics)
         poller = Poller(
             settings=settings,

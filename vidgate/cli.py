@@ -6,7 +6,7 @@ import asyncio
 import copy
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -241,7 +241,7 @@ def models(config: ConfigOpt = None) -> None:
     except ConfigError as exc:
         err.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    table = Table("model", "provider", "modes", "seconds", "sizes", "default", "audio", "price (USD/s)")
+    table = Table("model", "provider", "modes", "seconds", "sizes", "default", "audio", "params", "price (USD/s)")
     for spec in specs:
         seconds = spec.seconds
         shown = (
@@ -250,7 +250,8 @@ def models(config: ConfigOpt = None) -> None:
             else ",".join(map(str, seconds))
         )
         price = settings.prices.get(spec.name, spec.price)
-        price_text = ", ".join(f"{k} {v}" for k, v in price.items()) if isinstance(price, dict) else str(price)
+        price_text = ", ".join(f"{k} {v}" for k, v in price.items()) if isinstance(price, Mapping) else str(price)
+        params = "; ".join(f"{name} ({param.allowed()})" for name, param in sorted(spec.params.items()))
         table.add_row(
             spec.name,
             spec.provider,
@@ -259,6 +260,7 @@ def models(config: ConfigOpt = None) -> None:
             "; ".join(spec.allowed_sizes()),
             spec.default_size,
             "yes" if spec.audio else "no",
+            params or "-",
             price_text,
         )
     out.print(table)

@@ -10,9 +10,9 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vidgate.errors import ConfigError
 
@@ -20,7 +20,6 @@ ENV_CONFIG = "VIDGATE_CONFIG"
 DEFAULT_CONFIG_FILE = "vidgate.toml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-ProviderName = Literal["openai", "dashscope", "kling", "jimeng", "vidu", "local"]
 Price = Decimal | dict[str, Decimal]
 
 
@@ -30,7 +29,8 @@ class ChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    provider: ProviderName
+    # A registered provider (entry-point group `vidgate.providers`); build_registry checks the name.
+    provider: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     base_url: str = ""
     # Credentials: never in a repr (a logged Settings or channel must not carry them).
     api_key: str = Field(default="", repr=False)
@@ -46,6 +46,25 @@ class ChannelConfig(BaseModel):
     # any whole seconds from 1 to 60 and any even WxH from 16 to 4096 per side go through, and the upstream judges.
     seconds: tuple[int, ...] | None = None
     sizes: tuple[str, ...] | None = None
+    # Keys the channel's provider declares for itself (Provider.channel_keys, e.g. vertex's `project`), as
+    # strings; build_registry refuses any its provider does not declare. Never in a repr (they may be secret).
+    extra: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if "extra" in data:
+            raise ValueError("`extra` is not a channel key; write the provider's keys on the channel itself")
+        own = {key: value for key, value in data.items() if key in cls.model_fields}
+        extra = {key: value for key, value in data.items() if key not in cls.model_fields}
+        for key, value in extra.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", str(key)):
+                raise ValueError(f"{key!r} is not a channel key")
+            if not isinstance(value, str):
+                raise ValueError(f"{key} must be a string")
+        return {**own, "extra": extra} if extra else own
 
     @field_validator("seconds")
     @classmethod

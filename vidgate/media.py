@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import av
 from av.container import InputContainer
@@ -180,6 +181,45 @@ def _save(image: Image.Image, out_path: str, format: str, **options: object) -> 
 # as the DashScope SDK downloads `video_url`: HMAC-SHA256 over the path and the expiry, with the secret.
 
 FILE_NAMES = {"video.mp4": "video", "thumbnail.webp": "thumbnail", "spritesheet.jpg": "spritesheet"}
+# Extra outputs a provider reports (Progress.extras, e.g. Seedance's last frame), stored beside the video.
+EXTRA_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".mp4": "video/mp4",
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".bin": "application/octet-stream",
+}
+_EXTRA = re.compile(r"^extra-(?P<name>[a-z0-9_]{1,40})(?P<ext>\.[a-z0-9]{2,4})$")
+
+
+def extra_file_name(name: str, url: str) -> str | None:
+    """The stored file name of an extra output (its type from the URL's suffix); None for a name we refuse."""
+    suffix = Path(url.split("?", 1)[0].split("#", 1)[0]).suffix.lower()
+    file_name = f"extra-{name}{suffix if suffix in EXTRA_TYPES else '.bin'}"
+    return file_name if _EXTRA.match(file_name) else None
+
+
+def extra_files(folder: Path) -> dict[str, Path]:
+    """The extra outputs stored in a task's folder, by name."""
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for path in sorted(folder.iterdir()):
+        match = _EXTRA.match(path.name)
+        if match and match.group("ext") in EXTRA_TYPES and path.is_file():
+            found[match.group("name")] = path
+    return found
+
+
+def extra_type(file_name: str) -> str | None:
+    """The media type of a stored extra output's file name; None when it is not one."""
+    match = _EXTRA.match(file_name)
+    return EXTRA_TYPES.get(match.group("ext")) if match else None
+
+
 _EXPIRES = re.compile(r"[0-9]{1,12}")
 
 

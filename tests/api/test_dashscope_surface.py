@@ -510,3 +510,76 @@ def test_upstream_refusal_keeps_dashscopes_words(gw: Server, sdk: str, upstream:
     assert info.value.code == "upstream_rejected"
     assert info.value.message.endswith("DashScope: InvalidParameter: Model not exist."), info.value.message
     assert len(upstream.submits()) == 2
+
+
+# -- one draft, one validator; files by path ----------------------------------------------------------------
+
+
+def stored_request(gw: Server, task_id: str) -> str:
+    """The request JSON kept on the task row, as the database holds it."""
+    import sqlite3
+
+    with sqlite3.connect(gw.config.parent / "vidgate.db") as db:
+        (request,) = db.execute("SELECT request FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    return str(request)
+
+
+def test_a_local_file_goes_to_wan_as_a_data_uri_made_at_submit_and_the_row_holds_a_path(
+    gw: Server, sdk: str, upstream: FakeDashScope, tmp_path: Path
+) -> None:
+    image = png_bytes(320, 200, (30, 160, 90))
+    path = tmp_path / "frame.png"
+    path.write_bytes(image)
+    result = VideoSynthesis.call(
+        api_key=sdk, model="wan2.2-i2v-flash", prompt="a meadow", img_url=str(path), resolution="480P", seed=7
+    )
+    assert result.output.task_status == "SUCCEEDED", result
+    sent = only_submit(upstream)
+    # Verbatim passthrough, the uploaded file encoded from storage when it was sent.
+    prefix, _, data = sent.json["input"]["img_url"].partition(",")
+    assert prefix == "data:image/png;base64" and base64.b64decode(data) == image
+    assert sent.json["parameters"] == {"resolution": "480P", "seed": 7}
+    row = stored_request(gw, result.output.task_id)
+    assert "base64" not in row and "oss://" not in row, row
+    (kept,) = json.loads(row)["inputs"]
+    assert kept["field"] == "input.img_url" and kept["url"] is None and kept["path"].endswith(".png")
+    assert "img_url" not in json.loads(row)["native"]["input"]
+
+
+def test_a_data_uri_from_a_client_is_decoded_once_and_never_kept(gw: Server, sdk: str) -> None:
+    data_uri = "data:image/png;base64," + base64.b64encode(png_bytes(64, 64)).decode()
+    with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=sdk, max_retries=0) as client:
+        video = client.videos.create(
+            model="vidgate-local", prompt="a dot", seconds="1", size="64x64", extra_body={"input_reference": data_uri}
+        )
+        assert wait_video(client, video.id).status == "completed"
+    row = stored_request(gw, video.id)
+    assert "base64" not in row and json.loads(row)["inputs"][0]["path"].endswith(".png")
+
+
+def test_a_non_wan_model_is_translated_and_its_errors_name_dashscopes_fields(gw: Server, sdk: str) -> None:
+    url = f"{gw.url}/api/v1/services/aigc/video-generation/video-synthesis"
+    headers = {"Authorization": f"Bearer {sdk}", "X-DashScope-Async": "enable"}
+    base = {"model": "vidgate-local", "input": {"prompt": "x"}}
+
+    def refused(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        body = {**base, "input": {**base["input"], **inputs}, "parameters": params}
+        answer = httpx.post(url, json=body, headers=headers)
+        assert answer.status_code == 400 and answer.json()["code"] == "InvalidParameter", answer.text
+        return dict(answer.json())
+
+    assert "'parameters.seed'" in refused({}, {"seed": "seven"})["message"]
+    assert "'parameters.size'" in refused({}, {"size": "7*7"})["message"]
+    unknown = refused({}, {"cfg_scale": 0.5})["message"]
+    assert unknown.startswith("parameters.cfg_scale is not supported by vidgate-local") and "seed" in unknown
+    assert refused({"negative_prompt": "rain"}, {})["message"].startswith("input.negative_prompt is not supported")
+    assert refused({"last_frame_url": "https://example.com/l.png"}, {})["message"].startswith(
+        "input.last_frame_url needs a first frame (input.first_frame_url)"
+    )
+    # DashScope's quality hints are no error for a model that has no use for them; the translated task runs.
+    fine = httpx.post(
+        url,
+        json={**base, "parameters": {"watermark": False, "seed": 3, "size": "64*64", "duration": 1}},
+        headers=headers,
+    )
+    assert fine.status_code == 200, fine.text

@@ -10,7 +10,7 @@ import pytest
 
 from vidgate.engine.normalize import RawCreate, Upload, build_request, parse_metadata
 from vidgate.errors import InvalidRequest
-from vidgate.providers.base import ModelSpec
+from vidgate.providers.base import AUDIO, SEED, ModelSpec
 from vidgate.providers.local import MODEL as LOCAL
 
 SORA_LIKE = ModelSpec(
@@ -32,7 +32,7 @@ I2V_ONLY = ModelSpec(
     default_seconds=5,
     tiers={"480P": "832x480", "1080P": "1920x1080"},
     default_size="1920x1080",
-    metadata_keys=frozenset({"img_url", "seed"}),
+    params={"seed": SEED},
 )
 
 
@@ -165,7 +165,7 @@ def test_duplicate_first_frame_refused(tmp_path: Path) -> None:
 
 
 def test_audio_needs_an_audio_model() -> None:
-    silent = replace(I2V_ONLY, metadata_keys=frozenset({"audio"}), modes=frozenset({"t2v"}))
+    silent = replace(I2V_ONLY, params={"audio": AUDIO}, modes=frozenset({"t2v"}))
     error = refused(RawCreate(prompt="p", metadata={"audio": True}), silent)
     assert error.param == "metadata.audio"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -57,6 +57,7 @@ SPEC = ModelSpec(
     default_seconds=4,
     sizes=("1280x720",),
     default_size="1280x720",
+    price=Decimal(0),
 )
 
 
@@ -102,7 +103,9 @@ class Scripted(Provider):
         self.made.setdefault(channel, []).append(upstream_id)
         return upstream_id
 
-    async def submit(self, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
+    async def submit(
+        self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
+    ) -> Submitted:
         self.calls.append(("submit", creds.channel))
         outcome = self.script[creds.channel].pop(0)
         if outcome == "429":
@@ -567,5 +570,48 @@ async def test_a_task_the_upstream_forgets_is_failed_only_when_that_repeats(tmp_
         )
         assert states[5] == TaskStatus.FAILED and row.error_code == UPSTREAM_TASK_LOST
         assert await rig.ledger() == [(created.id, "reserve"), (created.id, "refund")]
+    finally:
+        await rig.db.dispose()
+
+
+@dataclass
+class ScriptedElsewhere(Scripted):
+    """The same public model from another provider (as gemini and vertex both serve veo)."""
+
+    name = "scripted_elsewhere"
+    checked: list[str] = field(default_factory=list)
+
+    def models(self) -> list[ModelSpec]:
+        return [replace(SPEC, provider=self.name)]
+
+    def check(self, req: VideoRequest) -> None:
+        self.checked.append(req.model)
+
+
+async def test_a_model_of_two_providers_fails_over_from_one_to_the_other(tmp_path: Path) -> None:
+    rig = await build(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path)
+    try:
+        other = ScriptedElsewhere()
+        registry = Registry(
+            {"scripted": rig.provider, "scripted_elsewhere": other},
+            [
+                Channel(name="a", provider="scripted", credentials=Credentials(channel="a"), priority=0),
+                Channel(name="b", provider="scripted_elsewhere", credentials=Credentials(channel="b"), priority=1),
+            ],
+        )
+        submitter = Submitter(
+            settings=rig.submitter._settings,
+            db=rig.db,
+            registry=registry,
+            http=httpx.AsyncClient(),
+            health=rig.submitter.health,
+            clock=rig.clock,
+        )
+        rig.provider.script = {"a": ["429"]}
+        other.script = {"b": ["ok"]}
+        row = await submitter.create(rig.key, raw())
+        assert (row.channel, row.provider, row.upstream_id) == ("b", "scripted_elsewhere", "b-up-1")
+        assert rig.provider.calls == [("submit", "a")] and other.calls == [("submit", "b")]
+        assert other.checked == [MODEL]  # validated for every provider that may serve it
     finally:
         await rig.db.dispose()

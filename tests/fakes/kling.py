@@ -276,6 +276,9 @@ class FakeKling(FakeUpstream):
         if injected == "drop_reply":
             # The task exists upstream but the client only sees a 500: it must recover via external_task_id.
             raise KlingError(500, 5000, "server internal error")
+        cut = await self.after_work(injected)
+        if cut is not None:
+            return cut  # "cut": the task exists, the connection drops before the answer
         data = self._task_data(task)
         if injected == "unknown_status":
             data["task_status"] = "weird"

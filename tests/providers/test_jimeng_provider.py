@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -323,9 +324,12 @@ def test_models() -> None:
     assert specs["jimeng_vgfm_t2v_l20"].sizes == ("1280x720", "960x720", "720x720", "720x960", "720x1280", "1680x720")
     assert specs["jimeng_vgfm_i2v_l20"].sizes == () and dict(specs["jimeng_vgfm_i2v_l20"].tiers) == {"720P": "1280x720"}
     assert dict(specs["jimeng_ti2v_v30_pro"].tiers) == {"1080P": "1920x1088"}
-    assert specs["jimeng_vgfm_t2v_l20"].metadata_keys == {"seed"}
-    assert specs["jimeng_vgfm_i2v_l20"].metadata_keys == {"seed", "img_url"}
-    assert specs["jimeng_i2v_first_tail_v30"].metadata_keys == {"seed", "first_frame_url", "last_frame_url"}
+    assert all(set(spec.params) == {"seed"} for spec in specs.values())
+    assert specs["jimeng_vgfm_t2v_l20"].media_keys() == []
+    assert specs["jimeng_vgfm_i2v_l20"].media_keys() == ["img_url"]
+    assert specs["jimeng_i2v_first_tail_v30"].media_keys() == ["first_frame_url", "last_frame_url"]
+    # S2.0 Pro has a published price; the 3.0 models' prices are the operator's to state.
+    assert specs["jimeng_vgfm_t2v_l20"].price == Decimal("0.04") and specs["jimeng_t2v_v30"].price is None
 
 
 def test_check() -> None:
@@ -403,6 +407,16 @@ provider = "jimeng"
 base_url = "{upstream.base_url}"
 access_key = "{AK}"
 secret_key = "{SK}"
+
+[prices]
+# Not in vidgate's references: an operator routing these states them (startup refuses them otherwise).
+jimeng_t2v_v30 = 0.05
+jimeng_t2v_v30_1080p = 0.07
+jimeng_i2v_first_v30 = 0.05
+jimeng_i2v_first_v30_1080 = 0.07
+jimeng_i2v_first_tail_v30 = 0.05
+jimeng_i2v_first_tail_v30_1080 = 0.07
+jimeng_ti2v_v30_pro = 0.1
 """
     with running_gateway(tmp_path_factory.mktemp("jimenggw"), channels, settings="poll_interval_s = 0.2\n") as server:
         yield server

@@ -9,6 +9,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,6 @@ def test_parse_progress_states() -> None:
     assert kling.parse_progress(with_status("processing")).state == "in_progress"
     done = kling.parse_progress(SUCCEEDED)
     assert (done.state, done.progress, done.video_url) == ("completed", 100, "https://p1.a.kwimgs.com/bs2/upload/x.mp4")
-    assert done.usage == {"final_unit_deduction": "1", "video_duration": "5.1"}
     failed = kling.parse_progress(FAILED)
     assert (failed.state, failed.error_code) == ("failed", "content_policy_violation")
     assert failed.error_message == f"Kling: {RISK_CONTROL_MSG}"
@@ -257,8 +257,8 @@ def test_error_without_kling_body_is_transient() -> None:
         ('duration must be a string, one of "5", "10"', "seconds"),
         ("image_tail is not a valid image (jpg/jpeg/png)", "last_frame"),
         ("image must be at least 300px on each side", "first_frame"),
-        ("cfg_scale is not supported by kling-v2-master (kling-v2.x models)", "metadata.cfg_scale"),
-        ("negative_prompt must be at most 2500 characters", "metadata.negative_prompt"),
+        ("cfg_scale is not supported by kling-v2-master (kling-v2.x models)", "cfg_scale"),
+        ("negative_prompt must be at most 2500 characters", "negative_prompt"),
         ("model_name 'kling-v9' is not supported by text2video", "model"),
         ("requested resource does not exist (e.g. model)", None),
         ("something else entirely", None),
@@ -275,9 +275,11 @@ def test_models_declare_kling_capabilities() -> None:
     specs = {spec.name: spec for spec in kling.MODELS}
     assert tuple(specs) == KLING_MODELS
     assert all(spec.seconds == (5, 10) and spec.provider == "kling" for spec in specs.values())
-    assert "cfg_scale" in specs["kling-v1"].metadata_keys and "cfg_scale" in specs["kling-v1-6"].metadata_keys
-    assert "cfg_scale" not in specs["kling-v2-master"].metadata_keys
-    assert all("seed" not in spec.metadata_keys and "mode" not in spec.metadata_keys for spec in specs.values())
+    assert "cfg_scale" in specs["kling-v1"].params and "cfg_scale" in specs["kling-v1-6"].params
+    assert "cfg_scale" not in specs["kling-v2-master"].params and "camera_control" in specs["kling-v1"].params
+    assert all("seed" not in spec.params and "mode" not in spec.params for spec in specs.values())
+    assert all(spec.params["negative_prompt"].high == 2500 for spec in specs.values())
+    assert specs["kling-v2-master"].price == Decimal("0.28") and specs["kling-v1"].price["1080P"] == Decimal("0.098")
     assert specs["kling-v1"].sizes == ("1280x720", "720x1280", "720x720", "1920x1080", "1080x1920", "1080x1080")
     assert dict(specs["kling-v2-1-master"].tiers) == {"1080P": "1920x1080"}
     assert specs["kling-v2-1-master"].default_size == "1920x1080"

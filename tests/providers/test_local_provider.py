@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import assert_mp4
@@ -42,7 +43,7 @@ def alive(pid: int) -> bool:
 
 
 async def test_close_stops_running_renders_and_a_restart_resumes_them(tmp_path: Path) -> None:
-    provider = LocalProvider(tmp_path, workers=1)
+    provider = LocalProvider(tmp_path, workers=1, http=httpx.AsyncClient())
     await provider.start(lambda task_id: None)
     await provider.submit(REQUEST, CREDS, task_id="video_a")
     assert (await poll_until(provider, "video_a", started=True)).state == "in_progress"
@@ -57,7 +58,7 @@ async def test_close_stops_running_renders_and_a_restart_resumes_them(tmp_path: 
     assert not (tmp_path / "out" / "video_a.mp4").exists()
     assert (tmp_path / "jobs" / "video_a.json").exists()
 
-    restarted = LocalProvider(tmp_path, workers=1)
+    restarted = LocalProvider(tmp_path, workers=1, http=httpx.AsyncClient())
     await restarted.start(lambda task_id: None)
     try:
         result = await poll_until(restarted, "video_a")
@@ -81,7 +82,7 @@ def _how_this_worker_dies() -> tuple[int, int, bool]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
 async def test_a_worker_is_armed_to_die_with_the_server(tmp_path: Path) -> None:
-    provider = LocalProvider(tmp_path, workers=1)
+    provider = LocalProvider(tmp_path, workers=1, http=httpx.AsyncClient())
     await provider.start(lambda task_id: None)
     try:
         assert provider._pool is not None

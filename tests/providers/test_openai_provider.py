@@ -91,7 +91,7 @@ def test_models_declare_sora_rules() -> None:
     assert set(specs["sora-2-pro"].sizes) == {"720x1280", "1280x720", "1024x1792", "1792x1024"}
     for spec in specs.values():
         assert spec.seconds == (4, 8, 12) and spec.default_seconds == 4 and spec.default_size == "720x1280"
-        assert spec.modes == {"t2v", "i2v"} and spec.remix and not spec.audio and not spec.metadata_keys
+        assert spec.modes == {"t2v", "i2v"} and spec.remix and not spec.audio and not spec.params
         assert spec.tiers == {"720P": "720x1280"}
 
 
@@ -332,7 +332,7 @@ async def test_previews_keep_only_the_promised_formats(tmp_path: Path) -> None:
 
     provider, client = provider_with(handler)
     async with client:
-        stored = await provider.download_previews("video_x", CREDS, tmp_path)
+        stored = await provider.download_previews(Progress(state="completed"), "video_x", CREDS, tmp_path)
     assert stored == {"thumbnail": tmp_path / "thumbnail.webp"}
     assert not (tmp_path / "spritesheet.jpg").exists()
 
@@ -381,6 +381,7 @@ sizes = ["960x960"]
 
 [prices]
 "my-declared" = 0.02
+"my-model" = 0
 """
     with running_gateway(
         tmp_path_factory.mktemp("soragw"), channels, settings="local_workers = 1\npoll_interval_s = 0.2\n"
@@ -530,7 +531,7 @@ def test_seed_model_names_are_listed(client: OpenAI) -> None:
         ({"model": "sora-2", "size": "1792x1024"}, "size", ("720x1280", "1280x720")),
         ({"model": "sora-2", "seconds": "5", "size": "1920x1080"}, "seconds", ("'4'", "'8'", "'12'")),
         ({"model": "sora-2-pro", "seconds": "20"}, "seconds", ("'12'",)),
-        ({"model": "sora-2", "extra_body": {"metadata": '{"seed": 3}'}}, "metadata.seed", ("none",)),
+        ({"model": "sora-2", "extra_body": {"metadata": '{"seed": 3}'}}, "metadata.seed", ("parameters are: none",)),
     ],
 )
 def test_validation_400s_before_any_upstream_call(

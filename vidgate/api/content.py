@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter
@@ -103,7 +104,7 @@ files_router = APIRouter(tags=["Signed files"])
 )
 async def signed_file(task_id: str, name: str, svc: ServicesDep, expires: str = "", signature: str = "") -> Response:
     """What DashScope's `video_url` points at: valid until `expires`, only with the signature vidgate made."""
-    variant = media.FILE_NAMES.get(name)
+    variant = media.FILE_NAMES.get(name) or ("extra" if media.extra_type(name) else None)
     if variant is None or not media.verify_signature(
         svc.settings.secret, task_id, name, expires, signature, now=time.time()
     ):
@@ -113,13 +114,20 @@ async def signed_file(task_id: str, name: str, svc: ServicesDep, expires: str = 
         # The URL was signed for a key that has since been revoked: it goes with the key.
         return PlainTextResponse("AccessDenied: the URL is invalid or has expired.", status_code=403)
     relative = None
-    if row is not None and row.status == TaskStatus.COMPLETED:
+    if row is not None and row.status == TaskStatus.COMPLETED and variant == "extra" and row.video_path:
+        # An extra output (Progress.extras) lives beside the video under its own name.
+        relative = str(Path(row.video_path).parent / name)
+    elif row is not None and row.status == TaskStatus.COMPLETED and variant != "extra":
         relative = {"video": row.video_path, "thumbnail": row.thumbnail_path, "spritesheet": row.spritesheet_path}[
             variant
         ]
     path = svc.settings.media_dir / relative if relative else None
     if path is None or not path.is_file():
         return PlainTextResponse("NoSuchKey: the file no longer exists.", status_code=404)
+    if variant == "extra":
+        return StoredFile(
+            path, media_type=media.extra_type(name), filename=f"{task_id}-{name}", content_disposition_type="inline"
+        )
     return StoredFile(
         path, media_type=_TYPES[variant], filename=f"{task_id}.{_EXT[variant]}", content_disposition_type="inline"
     )

@@ -16,6 +16,7 @@ import math
 import mimetypes
 import re
 import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Mapping
@@ -49,6 +50,7 @@ from vidgate.api.schemas import (
 )
 from vidgate.engine import native
 from vidgate.engine import uploads as upload_flow
+from vidgate.engine.draft import StoredFile, validate
 from vidgate.errors import (
     ClientError,
     Conflict,
@@ -58,7 +60,6 @@ from vidgate.errors import (
     RateLimited,
     UpstreamFailure,
 )
-from vidgate.providers.base import VideoRequest
 from vidgate.status import TaskStatus
 from vidgate.store import keys as key_store
 from vidgate.store import tasks as task_store
@@ -115,10 +116,14 @@ async def _submit(request: Request, svc: ServicesDep) -> Response:
             f"Access to model {model} denied for this key.", param="model", code="AccessDenied.Unpurchased"
         )
     resolve = request.headers.get("x-dashscope-ossresourceresolve", "").lower() == "enable"
-    body = await _resolve_uploads(body, key, svc, resolve=resolve)
-    passthrough = spec.provider == "dashscope"
-    req: VideoRequest = native.to_request(body, spec, passthrough=passthrough)
-    row = await svc.submitter.create_request(key, req)
+    files = await _resolve_uploads(body, key, svc, resolve=resolve)
+    try:
+        # The provider decides nothing here but whether the body may go on verbatim: only to DashScope itself.
+        draft = native.to_draft(body, spec, passthrough=spec.provider == "dashscope", files=files)
+        row = await svc.submitter.create_request(key, validate(draft, spec))
+    finally:
+        for stored in files.values():
+            stored.path.unlink(missing_ok=True)  # moved into the task's folder unless the request failed
     return json_response({"request_id": request_id(), "output": {"task_id": row.id, "task_status": "PENDING"}})
 
 
@@ -155,39 +160,50 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _resolve_uploads(body: dict[str, Any], key: KeyRecord, svc: ServicesDep, *, resolve: bool) -> dict[str, Any]:
-    """Replace oss:// keys from the upload flow with the stored bytes (as data URIs)."""
+async def _resolve_uploads(
+    body: dict[str, Any], key: KeyRecord, svc: ServicesDep, *, resolve: bool
+) -> dict[str, StoredFile]:
+    """Stored files for the oss:// keys of the upload flow, by input field: each a copy of this key's upload
+    (the request's own, moved into its task), never re-encoded."""
     inputs = body.get("input")
     if not isinstance(inputs, Mapping):
-        return body
-    resolved = dict(inputs)
-    for field in native.MEDIA_FIELDS:
-        value = inputs.get(field)
-        if not isinstance(value, str) or not value.startswith("oss://"):
-            continue
-        param = f"input.{field}"
-        if not resolve:
-            raise InvalidRequest(
-                f"{param}: oss:// inputs need the header X-DashScope-OssResourceResolve: enable.",
-                param=param,
-                code="InvalidURL",
-            )
-        upload = await upload_store.find_upload(svc.db, key=value.removeprefix("oss://"), key_id=key.id)
-        if upload is None:
-            raise InvalidRequest(f"{param}: no uploaded file {value} for this key.", param=param, code="InvalidURL")
-        mime = upload.content_type or mimetypes.guess_type(upload.path)[0] or "application/octet-stream"
-        try:
-            resolved[field] = await asyncio.to_thread(_data_uri, svc.settings.media_dir / upload.path, mime)
-        except FileNotFoundError as exc:
-            # Its row outlived its file (a crash between the two, or a sweep in progress).
-            raise InvalidRequest(
-                f"{param}: the uploaded file {value} is gone.", param=param, code="InvalidURL"
-            ) from exc
-    return {**body, "input": resolved}
+        return {}
+    files: dict[str, StoredFile] = {}
+    try:
+        for field in native.MEDIA_FIELDS:
+            value = inputs.get(field)
+            if not isinstance(value, str) or not value.startswith("oss://"):
+                continue
+            param = f"input.{field}"
+            if not resolve:
+                raise InvalidRequest(
+                    f"{param}: oss:// inputs need the header X-DashScope-OssResourceResolve: enable.",
+                    param=param,
+                    code="InvalidURL",
+                )
+            upload = await upload_store.find_upload(svc.db, key=value.removeprefix("oss://"), key_id=key.id)
+            if upload is None:
+                raise InvalidRequest(f"{param}: no uploaded file {value} for this key.", param=param, code="InvalidURL")
+            mime = upload.content_type or mimetypes.guess_type(upload.path)[0] or "application/octet-stream"
+            copy = svc.settings.media_dir / "tmp" / f"oss-{secrets.token_hex(8)}{Path(upload.path).suffix[:9]}"
+            try:
+                await asyncio.to_thread(_copy, svc.settings.media_dir / upload.path, copy)
+            except FileNotFoundError as exc:
+                # Its row outlived its file (a crash between the two, or a sweep in progress).
+                raise InvalidRequest(
+                    f"{param}: the uploaded file {value} is gone.", param=param, code="InvalidURL"
+                ) from exc
+            files[field] = StoredFile(path=copy, mime=mime)
+    except BaseException:
+        for stored in files.values():
+            stored.path.unlink(missing_ok=True)
+        raise
+    return files
 
 
-def _data_uri(path: Path, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+def _copy(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
 
 
 # -- tasks ------------------------------------------------------------------------------------------------
@@ -212,6 +228,13 @@ def task_output(row: TaskRow, svc: ServicesDep) -> dict[str, Any]:
         output["video_url"] = media.signed_url(
             svc.settings.public_url, svc.settings.secret, row.id, "video.mp4", expires=expires
         )
+        if row.video_path:
+            # Extra outputs (e.g. Seedance's last frame) as `<name>_url`, signed like the video.
+            folder = svc.settings.media_dir / Path(row.video_path).parent
+            for name, path in media.extra_files(folder).items():
+                output[f"{name}_url"] = media.signed_url(
+                    svc.settings.public_url, svc.settings.secret, row.id, path.name, expires=expires
+                )
     elif row.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         output["code"] = row.error_code or "InternalError"
         output["message"] = row.error_message or "The task failed."

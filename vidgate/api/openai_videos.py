@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
@@ -27,7 +28,7 @@ from vidgate.api.schemas import (
 from vidgate.engine import idempotency
 from vidgate.engine.normalize import RawCreate, Upload
 from vidgate.errors import InvalidRequest, NotFound, PayloadTooLarge
-from vidgate.providers.base import ModelSpec
+from vidgate.providers.base import ModelSpec, Price
 from vidgate.status import TaskStatus
 from vidgate.store import tasks as task_store
 from vidgate.store.tasks import TaskRow, TaskView
@@ -38,6 +39,8 @@ _TEXT_FIELDS = ("prompt", "model", "seconds", "size", "resolution", "metadata")
 # Remix and other small JSON or form bodies.
 SMALL_BODY_BYTES = 1024 * 1024
 _BRACKET = re.compile(r"^input_reference\[(image_url|file_id)\]$")
+# extra_body={"metadata": {...}} as the SDK flattens it into a multipart form: metadata[key]=value.
+_METADATA_ITEM = re.compile(r"^metadata\[([A-Za-z0-9_]{1,64})\]$")
 IDEMPOTENCY_HEADER: dict[str, Any] = {
     "name": idempotency.HEADER,
     "in": "header",
@@ -180,11 +183,13 @@ async def remix_video(video_id: str, request: Request, svc: ServicesDep, key: Ke
 @router.get("/models", response_model=ModelList, summary="List models", tags=["Models"])
 async def list_models(svc: ServicesDep, key: KeyDep) -> Response:
     """The models this key may use, with what each accepts."""
-    data = [model_object(spec) for spec in svc.registry.models() if key.may_use(spec.name)]
+    prices = svc.settings.prices
+    data = [model_object(spec, prices) for spec in svc.registry.models() if key.may_use(spec.name)]
     return json_response({"object": "list", "data": data})
 
 
-def model_object(spec: ModelSpec) -> dict[str, Any]:
+def model_object(spec: ModelSpec, prices: Mapping[str, Price]) -> dict[str, Any]:
+    price = prices.get(spec.name, spec.price)
     return {
         "id": spec.name,
         "object": "model",
@@ -199,9 +204,20 @@ def model_object(spec: ModelSpec) -> dict[str, Any]:
         "default_size": spec.default_size,
         "audio": spec.audio,
         "remix": spec.remix,
-        "metadata_keys": sorted(spec.metadata_keys),
+        "metadata_keys": sorted([*spec.media_keys(), *spec.params]),
+        "params": {name: param.describe() for name, param in sorted(spec.params.items())},
+        "price": price_json(price),
         "description": spec.description,
     }
+
+
+def price_json(price: Price | None) -> str | dict[str, str] | None:
+    """USD per second as decimal strings: one for every tier, or one per tier."""
+    if price is None:
+        return None
+    if isinstance(price, Mapping):
+        return {tier: str(value) for tier, value in price.items()}
+    return str(price)
 
 
 # -- request bodies -----------------------------------------------------------------------------------
@@ -259,15 +275,34 @@ async def _raw_from_form(request: Request, svc: ServicesDep, limit: int) -> RawC
         _refuse_repeated(form)
         for name, value in form.multi_items():
             if name in _TEXT_FIELDS:
+                if name == "metadata" and isinstance(raw.metadata, dict):
+                    raise InvalidRequest("metadata is given both whole and key by key; send one.", param="metadata")
                 setattr(raw, name, value if isinstance(value, str) else None)
             elif name == "input_reference":
                 raw.input_reference = await _save_upload(value, svc, limit) if isinstance(value, UploadFile) else value
             elif (match := _BRACKET.match(name)) and isinstance(value, str):
                 # extra_body={"input_reference": {...}} arrives flattened in bracket style.
                 raw.input_reference = {match.group(1): value}
+            elif (match := _METADATA_ITEM.match(name)) and isinstance(value, str):
+                if raw.metadata not in (None, "") and not isinstance(raw.metadata, dict):
+                    raise InvalidRequest("metadata is given both whole and key by key; send one.", param="metadata")
+                raw.metadata = {**(raw.metadata or {}), match.group(1): _form_value(value)}
+            elif name.startswith("metadata["):
+                raise InvalidRequest(
+                    f"{name}: nested metadata cannot be read from a form; send metadata as a JSON string.",
+                    param="metadata",
+                )
     finally:
         await form.close()
     return raw
+
+
+def _form_value(text: str) -> Any:
+    """A flattened metadata value: the JSON it spells (7, true, {"a": 1}) or else the text itself."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def _refuse_repeated(form: Any) -> None:

@@ -55,6 +55,15 @@ class DeletedVideo(Shape):
     deleted: bool
 
 
+class ParamInfo(Shape):
+    type: Literal["bool", "int", "number", "string", "object"]
+    allowed: str = Field(description="What the parameter accepts, in words.")
+    choices: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    description: str | None = None
+
+
 class ModelInfo(Shape):
     id: str
     object: Literal["model"] = "model"
@@ -69,7 +78,9 @@ class ModelInfo(Shape):
     default_size: str
     audio: bool
     remix: bool
-    metadata_keys: list[str] = Field(description="The metadata keys this model takes.")
+    metadata_keys: list[str] = Field(description="The metadata keys this model takes (media keys and params).")
+    params: dict[str, ParamInfo] = Field(description="The extra parameters (metadata.<name>) and what each accepts.")
+    price: str | dict[str, str] | None = Field(description="USD per second of output; per tier when it varies.")
     description: str
 
 

@@ -71,7 +71,9 @@ async def _materialize_one(
         dest.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(stored.write_bytes, data)
         mime = await asyncio.to_thread(check_media, stored, item)
-        return replace(item, path=stored, mime=mime)
+        # Decoded once: from here on the bytes travel by path (a provider that needs a data URI or base64
+        # encodes the file when it submits), so the task row never holds base64.
+        return replace(item, url=None, path=stored, mime=mime)
     if url.startswith(("http://", "https://")) and needs_bytes:
         stored = await fetch(
             url, dest=dest, http=http, field=item.field, fetch_private=fetch_private, max_bytes=max_bytes

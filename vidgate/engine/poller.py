@@ -35,7 +35,7 @@ from vidgate.engine.schedule import Durations, failure_delay, next_poll_in, poll
 from vidgate.engine.submit import Submitter
 from vidgate.errors import Conflict, ProviderError, RateLimited, UpstreamUnavailable, VidgateError
 from vidgate.metrics import Metrics
-from vidgate.providers.base import UPSTREAM_TASK_LOST, Credentials, Progress
+from vidgate.providers.base import UPSTREAM_TASK_LOST, Credentials, Progress, Provider
 from vidgate.providers.registry import Registry
 from vidgate.status import TaskStatus
 from vidgate.store import idempotency as idempotency_store
@@ -423,9 +423,10 @@ class Poller:
         except (ProviderError, media.MediaError, OSError) as exc:
             await self._retry_later(row, f"download: {exc}")
             return
+        await self._extras(row, provider, progress, creds, folder)
         thumbnail, sprites = folder / "thumbnail.webp", folder / "spritesheet.jpg"
         try:
-            await provider.download_previews(row.upstream_id or "", creds, folder)
+            await provider.download_previews(progress, row.upstream_id or "", creds, folder)
         except ProviderError as exc:
             log.info("task %s: upstream previews unavailable (%s); making our own", row.id, exc)
         await asyncio.to_thread(_previews, video, thumbnail, sprites)
@@ -461,6 +462,19 @@ class Poller:
         if key is not None and key.webhook_url:
             self.webhooks_due()  # only when an event was written: a wake costs the deliverer a query
         await provider.release(row.upstream_id or "", creds)
+
+    @staticmethod
+    async def _extras(row: Row, provider: Provider, progress: Progress, creds: Credentials, folder: Path) -> None:
+        """Store the extra outputs beside the video; one that cannot be had is left out, never failing the task."""
+        for name, url in progress.extras.items():
+            file_name = media.extra_file_name(name, url)
+            if file_name is None:
+                log.warning("task %s: extra output %r has a name vidgate does not store", row.id, name)
+                continue
+            try:
+                await provider.download_extra(name, url, creds, folder / file_name)
+            except ProviderError as exc:
+                log.info("task %s: extra output %s unavailable (%s)", row.id, name, exc)
 
     async def _fail(self, row: Row, code: str, message: str, *, status: TaskStatus = TaskStatus.FAILED) -> None:
         key = await key_store.get_key(self._db, key_id=row.key_id)

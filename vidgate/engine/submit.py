@@ -40,7 +40,6 @@ from vidgate.config import Settings
 from vidgate.engine import billing
 from vidgate.engine import inputs as input_files
 from vidgate.engine.billing import effects
-from vidgate.engine.callbacks import CallbackSigner
 from vidgate.engine.health import CLOSED, ChannelHealth
 from vidgate.engine.idempotency import TTL_S as IDEMPOTENCY_TTL_S
 from vidgate.engine.idempotency import Idempotency
@@ -157,8 +156,12 @@ class Submitter:
         metrics: Metrics | None = None,
         on_created: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        callback_url: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self._settings = settings
+        # (provider name, task id) -> the URL an upstream may call when the task changes (issue 11's route);
+        # given only to providers that set accepts_callback. None: no callbacks, polling alone.
+        self._callback_url = callback_url
         self._db = db
         self._registry = registry
         self._http = http
@@ -170,7 +173,6 @@ class Submitter:
         # The lease owner of the rows this process is creating.
         self.owner = f"submit-{secrets.token_hex(6)}"
         self.round_pause_s = ROUND_PAUSE_S
-        self._signer: CallbackSigner | None = None
 
     @property
     def deadline_s(self) -> float:
@@ -181,14 +183,6 @@ class Submitter:
     def lease_s(self) -> float:
         """How long a submitting process holds a row without renewing it: well over the deadline."""
         return LEASE_FACTOR * self.deadline_s
-
-    def callback_url(self, provider: str, task_id: str) -> str | None:
-        """Where `provider`'s upstream calls back about this task (engine/callbacks.py); None without a secret."""
-        if not self._settings.secret:
-            return None
-        if self._signer is None:
-            self._signer = CallbackSigner(self._settings.secret)
-        return self._signer.url(self._settings.public_url, provider, task_id)
 
     def media_dir(self, task_id: str) -> Path:
         return self._settings.media_dir / "tasks" / task_id
@@ -244,8 +238,10 @@ class Submitter:
         idempotency: Idempotency | None = None,
     ) -> TaskRow:
         spec = self._registry.spec(req.model)
-        provider = self._registry.provider(spec.provider)
-        provider.check(req)
+        # A model several providers serve must suit each of them: failover may reach any.
+        serving = [self._registry.provider(each.provider) for each in self._registry.specs(req.model)]
+        for provider in serving:
+            provider.check(req)
         # A remix must run where its source lives (the upstream id only means something there).
         channels = await self.route(req.model, only=remixed_from.channel if remixed_from else None)
         price = price_for(req.model, req.tier, req.seconds, self._settings.prices, spec.price)
@@ -262,7 +258,7 @@ class Submitter:
                     req,
                     task_dir=task_dir / "inputs",
                     http=self._http,
-                    needs_bytes=provider.needs_bytes,
+                    needs_bytes=any(provider.needs_bytes for provider in serving),
                     fetch_private=self._settings.fetch_private_urls,
                     max_bytes=self._settings.max_upload_bytes,
                 )
@@ -591,10 +587,9 @@ class Submitter:
         self, provider: Provider, req: VideoRequest, channel: Channel, task_id: str, remix_source: TaskRow | None
     ) -> Submitted:
         if remix_source is None:
-            if provider.accepts_callback:
-                url = self.callback_url(channel.provider, task_id)
-                return await provider.submit(req, channel.credentials, task_id=task_id, callback_url=url)
-            return await provider.submit(req, channel.credentials, task_id=task_id)
+            wants = provider.accepts_callback and self._callback_url is not None
+            callback = self._callback_url(provider.name, task_id) if wants and self._callback_url else None
+            return await provider.submit(req, channel.credentials, task_id=task_id, callback_url=callback)
         if remix_source.upstream_id is None:
             raise NotSupported("the source video has no upstream task")
         return await provider.remix(remix_source.upstream_id, req, channel.credentials, task_id=task_id)

@@ -6,6 +6,8 @@ how its answers become a Progress, how it signs. Nothing outside providers/ know
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -13,7 +15,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from vidgate.errors import NotSupported, UpstreamFailure
+import httpx
+
+from vidgate.errors import InvalidRequest, NotSupported, UpstreamFailure, UpstreamTransient
+from vidgate.providers.http import download_to
 
 Mode = Literal["t2v", "i2v", "kf2v", "a2v"]
 Role = Literal["first_frame", "last_frame", "audio"]
@@ -30,9 +35,130 @@ def tier_of(width: int, height: int) -> str:
     return "1080P"
 
 
+ParamKind = Literal["bool", "int", "number", "string", "object"]
+_KIND_WORDS = {"bool": "true or false", "int": "an integer", "number": "a number", "string": "a string"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed extra parameter a model takes (OpenAI surface: `metadata.<name>`; DashScope: `parameters.<name>`).
+
+    `choices` lists the only values allowed; `low`/`high` bound a number (inclusive) or a string's length.
+    """
+
+    kind: ParamKind
+    choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    description: str = ""
+
+    def allowed(self) -> str:
+        """What the parameter accepts, in words (errors and the model list)."""
+        if self.choices:
+            return "one of: " + ", ".join(_show(choice) for choice in self.choices)
+        if self.kind == "object":
+            return "a JSON object"
+        words = _KIND_WORDS[self.kind]
+        if self.kind == "string":
+            if self.high is not None:
+                return f"a string of at most {int(self.high)} characters"
+            return words
+        if self.low is not None and self.high is not None:
+            return f"{words} from {_show(self.low)} to {_show(self.high)}"
+        if self.low is not None:
+            return f"{words} of at least {_show(self.low)}"
+        if self.high is not None:
+            return f"{words} of at most {_show(self.high)}"
+        return words
+
+    def check(self, value: Any, field: str, model: str) -> Any:
+        """The value when it is allowed; InvalidRequest naming `field` and listing what it accepts otherwise."""
+        if not self._fits(value):
+            code = None if self._right_type(value) else "invalid_type"
+            raise InvalidRequest(
+                f"Invalid value for '{field}': {_show(value)}. {model} accepts {self.allowed()}.",
+                param=field,
+                code=code,
+            )
+        return dict(value) if isinstance(value, Mapping) else value
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-safe description (GET /v1/models, `vidgate models`)."""
+        shown: dict[str, Any] = {"type": self.kind, "allowed": self.allowed()}
+        if self.choices:
+            shown["choices"] = list(self.choices)
+        if self.low is not None:
+            shown["min"] = self.low
+        if self.high is not None:
+            shown["max"] = self.high
+        if self.description:
+            shown["description"] = self.description
+        return shown
+
+    def _right_type(self, value: Any) -> bool:
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "int":
+            return isinstance(value, int) and not isinstance(value, bool)
+        if self.kind == "number":
+            return isinstance(value, int | float) and not isinstance(value, bool)
+        if self.kind == "string":
+            return isinstance(value, str)
+        return isinstance(value, Mapping)
+
+    def _fits(self, value: Any) -> bool:
+        if not self._right_type(value):
+            return False
+        if self.choices:
+            return any(value == choice and type(value) is type(choice) for choice in self.choices)
+        if self.kind == "string":
+            return self.high is None or len(value) <= self.high
+        if self.kind in ("int", "number"):
+            return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+        return True
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return f"'{value}'"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Ready-made parameters for the keys SPEC §3 names; a provider may declare its own beside them.
+SEED = Param("int", low=0, high=2**31 - 1, description="Random seed; the same seed gives similar results.")
+AUDIO = Param("bool", description="Generate a soundtrack.")
+NEGATIVE_PROMPT = Param("string", description="What the video should not show.")
+WATERMARK = Param("bool", description="Add the vendor's watermark.")
+PROMPT_EXTEND = Param("bool", description="Let the vendor rewrite the prompt for more detail.")
+TEMPLATE = Param("string", description="A vendor effect template.")
+CFG_SCALE = Param("number", low=0, high=1, description="How closely to follow the prompt.")
+CAMERA_CONTROL = Param("object", description="Camera movement (vendor-specific object).")
+MOVEMENT_AMPLITUDE = Param("string", choices=("auto", "small", "medium", "large"), description="How much moves.")
+BGM = Param("bool", description="Add background music.")
+# The media keys are no params: they follow a model's modes (and `audio`); see engine/draft.py.
+MEDIA_KEYS: Mapping[str, Role] = {
+    "img_url": "first_frame",
+    "first_frame_url": "first_frame",
+    "last_frame_url": "last_frame",
+    "audio_url": "audio",
+}
+
+Price = Decimal | Mapping[str, Decimal]
+
+
+def per_tier(p480: str, p720: str, p1080: str) -> dict[str, Decimal]:
+    """A price table (USD per second) by resolution tier, from three decimal strings."""
+    return {"480P": Decimal(p480), "720P": Decimal(p720), "1080P": Decimal(p1080)}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """What one model accepts: modes, seconds, sizes, audio, metadata keys, and its defaults."""
+    """What one model accepts: modes, seconds, sizes, audio, typed params, its defaults and its price."""
 
     name: str
     provider: str
@@ -47,13 +173,15 @@ class ModelSpec:
     # (min, max) per side for models that take any even size.
     any_size: tuple[int, int] | None = None
     audio: bool = False
-    metadata_keys: frozenset[str] = frozenset()
+    # Extra parameters by name (`seed` and `audio` among them when the model takes them).
+    params: Mapping[str, Param] = field(default_factory=dict)
     remix: bool = False
     # How long a task may stay unfinished before it is failed (and refunded).
     deadline_s: int = 3600
     # What clients are told to wait between status reads (openai-poll-after-ms).
     poll_hint_ms: int = 2000
-    price: Decimal | Mapping[str, Decimal] = Decimal(0)
+    # USD per second of output, one number or per tier; None = the operator must set it in [prices].
+    price: Price | None = None
     description: str = ""
 
     def allowed_sizes(self) -> list[str]:
@@ -63,6 +191,17 @@ class ModelSpec:
             low, high = self.any_size
             listed.insert(0, f"any even WxH from {low} to {high} per side")
         return listed
+
+    def media_keys(self) -> list[str]:
+        """The media inputs this model takes besides input_reference, as their metadata keys."""
+        keys = []
+        if "i2v" in self.modes:
+            keys.append("img_url")
+        if "kf2v" in self.modes:
+            keys += ["first_frame_url", "last_frame_url"]
+        if self.audio or "a2v" in self.modes:
+            keys.append("audio_url")
+        return keys
 
 
 @dataclass(frozen=True)
@@ -90,14 +229,23 @@ class VideoRequest:
     inputs: tuple[MediaInput, ...] = ()
     audio: bool = False
     seed: int | None = None
-    # Metadata keys the model takes, already validated (negative_prompt, watermark, ...).
+    # Params the model takes, already validated, by name (negative_prompt, watermark, ...).
     extras: Mapping[str, Any] = field(default_factory=dict)
-    # A provider-native body to forward verbatim (DashScope surface); None for translated requests.
+    # A provider-native body to forward verbatim (DashScope surface); None for translated requests. Its media
+    # fields are not in it: they are the `inputs`, whose `field` names where each one goes back.
     native: Mapping[str, Any] | None = None
+    # Name -> the client's own field for it ("seconds" -> "parameters.duration"), for errors raised later.
+    fields: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
+
+    def field_of(self, name: str) -> str:
+        """The client's field for a request part ("seconds", "size", "prompt") or a param ("seed")."""
+        if name in self.fields:
+            return self.fields[name]
+        return name if name in ("seconds", "size", "resolution", "prompt", "model") else f"metadata.{name}"
 
     def input(self, role: Role) -> MediaInput | None:
         """The input playing `role`, if any."""
@@ -128,20 +276,27 @@ class Credentials:
     api_key: str = field(default="", repr=False)
     access_key: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
+    # The provider's own channel keys (Provider.channel_keys), e.g. vertex's service_account_file and project.
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
-    def to_json(self) -> dict[str, str]:
-        return {
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "channel": self.channel,
             "base_url": self.base_url,
             "api_key": self.api_key,
             "access_key": self.access_key,
             "secret_key": self.secret_key,
         }
+        if self.extra:
+            data["extra"] = dict(self.extra)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Credentials:
+        extra = data.get("extra")
         return cls(
-            **{key: str(data.get(key, "")) for key in ("channel", "base_url", "api_key", "access_key", "secret_key")}
+            **{key: str(data.get(key, "")) for key in ("channel", "base_url", "api_key", "access_key", "secret_key")},
+            extra={str(k): str(v) for k, v in extra.items()} if isinstance(extra, Mapping) else {},
         )
 
 
@@ -167,19 +322,13 @@ class Progress:
     thumbnail_url: str | None = None
     error_code: str | None = None
     error_message: str | None = None
-    usage: Mapping[str, Any] = field(default_factory=dict)
+    # Extra outputs by name -> URL (e.g. "last_frame"); stored beside the video, shown on the DashScope surface.
+    extras: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def failed(
-        cls,
-        code: str,
-        failure: UpstreamFailure,
-        *,
-        state: UpstreamState = "failed",
-        usage: Mapping[str, Any] | None = None,
-    ) -> Progress:
+    def failed(cls, code: str, failure: UpstreamFailure, *, state: UpstreamState = "failed") -> Progress:
         """A finished-badly answer: our `code`, and the upstream's own words as the message."""
-        return cls(state=state, error_code=code, error_message=failure.text(), usage=dict(usage or {}))
+        return cls(state=state, error_code=code, error_message=failure.text())
 
 
 @dataclass(frozen=True)
@@ -187,7 +336,6 @@ class Submitted:
     """The upstream accepted the task under this id."""
 
     upstream_id: str
-    progress: Progress | None = None
 
 
 # Called by a provider when a task it runs itself changed, so the poller looks at once.
@@ -200,13 +348,23 @@ class Provider(ABC):
     name: ClassVar[str]
     # True when the provider needs input bytes (vidgate fetches URLs for it), not URLs.
     needs_bytes: ClassVar[bool] = False
-    # True when the upstream takes a callback URL: submit then gets `callback_url` (engine/callbacks.py) and
-    # puts it in the vendor's callback field; a call to it makes the poller read the task at once.
+    # The channel config keys this provider reads besides api_key/access_key/secret_key (Credentials.extra).
+    channel_keys: ClassVar[frozenset[str]] = frozenset()
+    # True when submit() passes a callback_url on to the vendor (the engine then gives it one).
     accepts_callback: ClassVar[bool] = False
+    # Where a channel without base_url goes.
+    default_base_url: ClassVar[str] = ""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
 
     @abstractmethod
     def models(self) -> Sequence[ModelSpec]:
         """Every model this provider serves, with its capabilities."""
+
+    def base_url(self, creds: Credentials) -> str:
+        """The channel's base_url, or the provider's default (its host may serve results: see download)."""
+        return (creds.base_url or self.default_base_url).rstrip("/")
 
     def declared_model(
         self, name: str, *, seconds: Sequence[int] | None = None, sizes: Sequence[str] | None = None
@@ -219,8 +377,8 @@ class Provider(ABC):
     def check(self, req: VideoRequest) -> None:  # noqa: B027 - optional hook
         """Refuse (InvalidRequest, naming the field) what the generic checks of its ModelSpec cannot see.
 
-        Called before anything is stored or sent; the generic checks (modes, seconds, sizes, metadata keys)
-        have already passed.
+        Called before anything is stored or sent; the generic checks (modes, seconds, sizes, params) have
+        already passed. Name fields with `req.field_of(name)`, so each surface's client reads its own names.
         """
 
     @abstractmethod
@@ -229,8 +387,8 @@ class Provider(ABC):
     ) -> Submitted:
         """Create the upstream task; raise UpstreamRejected or UpstreamTransient on failure.
 
-        `callback_url` is given only when the provider `accepts_callback`: the vendor's callback field takes it.
-        """
+        `callback_url` is given only to providers that set `accepts_callback`; it goes in the vendor's callback
+        field, and a call to it only wakes the poller."""
 
     @abstractmethod
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
@@ -258,10 +416,25 @@ class Provider(ABC):
         raise NotSupported(f"{self.name} cannot look its tasks up")
 
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
-        """Store the finished video at `dest` (adapters with an HTTP client override this)."""
-        raise NotSupported(f"{self.name} has no download")
+        """Store the finished video at `dest`: fetch `result.video_url` (no auth header: result URLs are signed
+        or public; the channel's base_url host is allowed) or copy `result.video_path`.
 
-    async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
+        Override only for a download that needs auth (a key header) or bytes the poll answer carried."""
+        if result.video_path is not None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.copyfile, result.video_path, dest)
+            return
+        if not result.video_url:
+            raise UpstreamTransient(f"{self.name}: the finished task has no video to download")
+        await download_to(self.http, result.video_url, dest, base_url=self.base_url(creds))
+
+    async def download_extra(self, name: str, url: str, creds: Credentials, dest: Path) -> None:
+        """Store one extra output (Progress.extras) at `dest`, fetched like the video."""
+        await download_to(self.http, url, dest, base_url=self.base_url(creds))
+
+    async def download_previews(
+        self, result: Progress, upstream_id: str, creds: Credentials, folder: Path
+    ) -> dict[str, Path]:
         """Store the upstream's own previews ("thumbnail" → .webp, "spritesheet" → .jpg) in `folder`.
 
         Returns what it stored; vidgate makes whatever is missing from the video itself.

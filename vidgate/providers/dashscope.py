@@ -21,7 +21,7 @@ import mimetypes
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -29,20 +29,29 @@ import httpx
 from vidgate.config import Settings
 from vidgate.errors import NotSupported, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    AUDIO,
     CONTENT_POLICY_VIOLATION,
     GENERATION_FAILED,
+    NEGATIVE_PROMPT,
+    PROMPT_EXTEND,
+    SEED,
+    TEMPLATE,
     UPSTREAM_CANCELLED,
     UPSTREAM_TASK_LOST,
+    WATERMARK,
     Credentials,
     MediaInput,
     Mode,
     ModelSpec,
+    Param,
+    Price,
     Progress,
     Provider,
     Submitted,
     VideoRequest,
+    per_tier,
 )
-from vidgate.providers.http import download_to, send
+from vidgate.providers.http import send
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com"
 # Failures read "DashScope: DataInspectionFailed: <its message>"; the DashScope surface gives code and message back.
@@ -58,13 +67,18 @@ T2V_SIZES = {
     "1080P": ("1920x1080", "1080x1920", "1440x1440", "1632x1248", "1248x1632"),
 }
 TIER_SIZE = {"480P": "832x480", "720P": "1280x720", "1080P": "1920x1080"}
-_T2V_KEYS = frozenset({"negative_prompt", "seed", "watermark", "prompt_extend", "resolution"})
-_I2V_KEYS = _T2V_KEYS | {"img_url", "template"}
-_KF2V_KEYS = _T2V_KEYS | {"first_frame_url", "last_frame_url", "template"}
-_AUDIO_KEYS = frozenset({"audio", "audio_url"})
+_T2V_PARAMS: dict[str, Param] = {
+    "negative_prompt": NEGATIVE_PROMPT,
+    "seed": SEED,
+    "watermark": WATERMARK,
+    "prompt_extend": PROMPT_EXTEND,
+}
+_I2V_PARAMS = {**_T2V_PARAMS, "template": TEMPLATE}
 
 
-def _t2v(name: str, tiers: Sequence[str], seconds: tuple[int, ...], default: str, *, audio: bool = False) -> ModelSpec:
+def _t2v(
+    name: str, tiers: Sequence[str], seconds: tuple[int, ...], default: str, price: Price, *, audio: bool = False
+) -> ModelSpec:
     return ModelSpec(
         name=name,
         provider="dashscope",
@@ -75,9 +89,10 @@ def _t2v(name: str, tiers: Sequence[str], seconds: tuple[int, ...], default: str
         tiers={tier: TIER_SIZE[tier] for tier in tiers},
         default_size=default,
         audio=audio,
-        metadata_keys=_T2V_KEYS | (_AUDIO_KEYS if audio else frozenset()),
+        params={**_T2V_PARAMS, "audio": AUDIO} if audio else _T2V_PARAMS,
         deadline_s=3 * 3600,
         poll_hint_ms=5000,
+        price=price,
         description="Alibaba Wan text-to-video (DashScope)",
     )
 
@@ -87,11 +102,11 @@ def _i2v(
     tiers: Sequence[str],
     seconds: tuple[int, ...],
     default_tier: str,
+    price: Price,
     *,
     mode: Mode = "i2v",
     audio: bool = False,
 ) -> ModelSpec:
-    keys = _KF2V_KEYS if mode == "kf2v" else _I2V_KEYS
     return ModelSpec(
         name=name,
         provider="dashscope",
@@ -101,26 +116,32 @@ def _i2v(
         tiers={tier: TIER_SIZE[tier] for tier in tiers},
         default_size=TIER_SIZE[default_tier],
         audio=audio,
-        metadata_keys=keys | (_AUDIO_KEYS if audio else frozenset()),
+        params={**_I2V_PARAMS, "audio": AUDIO} if audio else _I2V_PARAMS,
         deadline_s=3 * 3600,
         poll_hint_ms=5000,
+        price=price,
         description=f"Alibaba Wan {'first+last frame' if mode == 'kf2v' else 'image'}-to-video (DashScope)",
     )
 
 
 ALL3 = ("480P", "720P", "1080P")
+# Prices: Alibaba Cloud Model Studio (international) video generation price list, USD per second of output
+# (alibabacloud.com/help/en/model-studio/models, read 2025-10).
+_WAN25 = per_tier("0.05", "0.10", "0.15")
+_WAN22_PLUS = per_tier("0.02", "0.10", "0.10")
+_WAN22_FLASH = per_tier("0.015", "0.036", "0.07")
 MODELS: tuple[ModelSpec, ...] = (
-    _t2v("wan2.5-t2v-preview", ALL3, (5, 10), "1920x1080", audio=True),
-    _t2v("wan2.2-t2v-plus", ("480P", "1080P"), (5,), "1920x1080"),
-    _t2v("wanx2.1-t2v-turbo", ("480P", "720P"), (5,), "1280x720"),
-    _t2v("wanx2.1-t2v-plus", ("720P",), (5,), "1280x720"),
-    _i2v("wan2.5-i2v-preview", ALL3, (5, 10), "1080P", audio=True),
-    _i2v("wan2.2-i2v-flash", ALL3, (5,), "720P"),
-    _i2v("wan2.2-i2v-plus", ("480P", "1080P"), (5,), "1080P"),
-    _i2v("wanx2.1-i2v-plus", ("720P",), (5,), "720P"),
-    _i2v("wanx2.1-i2v-turbo", ("480P", "720P"), (3, 4, 5), "720P"),
-    _i2v("wan2.2-kf2v-flash", ALL3, (5,), "720P", mode="kf2v"),
-    _i2v("wanx2.1-kf2v-plus", ("720P",), (5,), "720P", mode="kf2v"),
+    _t2v("wan2.5-t2v-preview", ALL3, (5, 10), "1920x1080", _WAN25, audio=True),
+    _t2v("wan2.2-t2v-plus", ("480P", "1080P"), (5,), "1920x1080", _WAN22_PLUS),
+    _t2v("wanx2.1-t2v-turbo", ("480P", "720P"), (5,), "1280x720", Decimal("0.036")),
+    _t2v("wanx2.1-t2v-plus", ("720P",), (5,), "1280x720", Decimal("0.10")),
+    _i2v("wan2.5-i2v-preview", ALL3, (5, 10), "1080P", _WAN25, audio=True),
+    _i2v("wan2.2-i2v-flash", ALL3, (5,), "720P", _WAN22_FLASH),
+    _i2v("wan2.2-i2v-plus", ("480P", "1080P"), (5,), "1080P", _WAN22_PLUS),
+    _i2v("wanx2.1-i2v-plus", ("720P",), (5,), "720P", Decimal("0.10")),
+    _i2v("wanx2.1-i2v-turbo", ("480P", "720P"), (3, 4, 5), "720P", Decimal("0.036")),
+    _i2v("wan2.2-kf2v-flash", ALL3, (5,), "720P", _WAN22_FLASH, mode="kf2v"),
+    _i2v("wanx2.1-kf2v-plus", ("720P",), (5,), "720P", Decimal("0.10"), mode="kf2v"),
 )
 _BY_NAME = {spec.name: spec for spec in MODELS}
 _STATES = {
@@ -165,7 +186,14 @@ def media_value(item: MediaInput) -> str:
 def build_body(req: VideoRequest) -> dict[str, Any]:
     """The DashScope body for a request: a native body verbatim (model rewritten), or a translation."""
     if req.native is not None:
-        return {**req.native, "model": req.model}
+        # Verbatim but for the model (a channel's map) and the media, which travel as inputs: each goes back
+        # under the field it came in (input.img_url -> img_url), a stored file as a data URI made now.
+        native_inputs = req.native.get("input")
+        media = dict(native_inputs) if isinstance(native_inputs, Mapping) else {}
+        for item in req.inputs:
+            key = item.field.removeprefix("input.") if item.field.startswith("input.") else _INPUT_FIELD[item.role]
+            media[key] = media_value(item)
+        return {**req.native, "model": req.model, "input": media}
     spec = _BY_NAME.get(req.model)
     mode = req.mode
     inputs: dict[str, Any] = {"prompt": req.prompt}
@@ -204,12 +232,11 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     if status not in _STATES:
         raise UpstreamTransient(f"unknown DashScope task_status {status!r}")
     state = _STATES[status]
-    usage = payload.get("usage") if isinstance(payload.get("usage"), Mapping) else {}
     if state == "completed":
         url = output.get("video_url")
         if not isinstance(url, str) or not url:
             raise UpstreamTransient("SUCCEEDED without video_url")
-        return Progress(state="completed", progress=100, video_url=url, usage=dict(usage or {}))
+        return Progress(state="completed", progress=100, video_url=url)
     if state in ("failed", "cancelled"):
         failure = upstream_failure(output.get("code"), output.get("message"))
         if state == "cancelled":
@@ -267,17 +294,14 @@ class DashScopeProvider(Provider):
     """Wan video models on a DashScope account (Bearer key)."""
 
     name = "dashscope"
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    default_base_url = DEFAULT_BASE_URL
 
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
 
-    def _base(self, creds: Credentials) -> str:
-        base = creds.base_url or DEFAULT_BASE_URL
+    def base_url(self, creds: Credentials) -> str:
         # base_url may or may not carry the /api/v1 prefix; the documented paths are appended either way.
-        return base[: -len("/api/v1")] if base.endswith("/api/v1") else base
+        return super().base_url(creds).removesuffix("/api/v1")
 
     def _headers(self, creds: Credentials) -> dict[str, str]:
         return {"Authorization": f"Bearer {creds.api_key}", "Content-Type": "application/json"}
@@ -290,13 +314,13 @@ class DashScopeProvider(Provider):
         headers = {**self._headers(creds), "X-DashScope-Async": "enable"}
         if req.native is not None and any(str(v).startswith("oss://") for v in _walk(body)):
             headers["X-DashScope-OssResourceResolve"] = "enable"
-        url = self._base(creds) + submit_path(req.model, req.mode)
-        data = await send(self._http, "POST", url, headers=headers, json=body, error=_error)
+        url = self.base_url(creds) + submit_path(req.model, req.mode)
+        data = await send(self.http, "POST", url, headers=headers, json=body, error=_error)
         output = data.get("output") if isinstance(data, Mapping) else None
         task = output.get("task_id") if isinstance(output, Mapping) else None
         if not isinstance(task, str) or not task:
             raise UpstreamTransient("DashScope accepted the task but returned no task_id")
-        return Submitted(upstream_id=task, progress=Progress(state="queued", progress=0))
+        return Submitted(upstream_id=task)
 
     async def find(
         self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
@@ -311,11 +335,11 @@ class DashScopeProvider(Provider):
             "model_name": model,
             "page_size": str(LIST_PAGE_SIZE),
         }
-        url = f"{self._base(creds)}/api/v1/tasks"
+        url = f"{self.base_url(creds)}/api/v1/tasks"
         found: list[tuple[float, str]] = []
         for page_no in range(1, LIST_PAGES + 1):
             data = await send(
-                self._http,
+                self.http,
                 "GET",
                 url,
                 headers=self._headers(creds),
@@ -337,24 +361,18 @@ class DashScopeProvider(Provider):
         raise UpstreamTransient(f"DashScope lists more than {LIST_PAGES * LIST_PAGE_SIZE} tasks since the submit")
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
-        url = f"{self._base(creds)}/api/v1/tasks/{upstream_id}"
-        data = await send(self._http, "GET", url, headers=self._headers(creds), error=_error)
+        url = f"{self.base_url(creds)}/api/v1/tasks/{upstream_id}"
+        data = await send(self.http, "GET", url, headers=self._headers(creds), error=_error)
         if not isinstance(data, Mapping):
             raise UpstreamTransient("DashScope task answer is not an object")
         return parse_progress(data)
 
     async def cancel(self, upstream_id: str, creds: Credentials) -> None:
-        url = f"{self._base(creds)}/api/v1/tasks/{upstream_id}/cancel"
+        url = f"{self.base_url(creds)}/api/v1/tasks/{upstream_id}/cancel"
         try:
-            await send(self._http, "POST", url, headers=self._headers(creds), error=_error)
+            await send(self.http, "POST", url, headers=self._headers(creds), error=_error)
         except UpstreamRejected as exc:
             raise NotSupported(f"DashScope would not cancel: {exc}") from exc
-
-    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
-        if not result.video_url:
-            raise UpstreamTransient("no video_url to download")
-        # OSS result URLs are pre-signed: no Authorization header (it would break the signature).
-        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
 
 
 def upstream_failure(code: Any, message: Any) -> UpstreamFailure:

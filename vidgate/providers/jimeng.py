@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -46,11 +46,13 @@ from vidgate.errors import InvalidRequest, UpstreamFailure, UpstreamRejected, Up
 from vidgate.providers.base import (
     CONTENT_POLICY_VIOLATION,
     GENERATION_FAILED,
+    SEED,
     UPSTREAM_TASK_LOST,
     Credentials,
     MediaInput,
     Mode,
     ModelSpec,
+    Price,
     Progress,
     Provider,
     Role,
@@ -58,7 +60,7 @@ from vidgate.providers.base import (
     UpstreamState,
     VideoRequest,
 )
-from vidgate.providers.http import download_to, send
+from vidgate.providers.http import send
 from vidgate.providers.images import as_jpeg_or_png
 
 DEFAULT_BASE_URL = "https://visual.volcengineapi.com"
@@ -106,17 +108,12 @@ _PARAM_WORDS = (
     ("image_urls", "first_frame"),
     ("image", "first_frame"),
     ("req_key", "model"),
-    ("seed", "metadata.seed"),
+    ("seed", "seed"),
     ("prompt", "prompt"),
 )
-# The metadata keys that carry each mode's images.
-_MEDIA_KEYS: dict[Mode, frozenset[str]] = {
-    "i2v": frozenset({"img_url"}),
-    "kf2v": frozenset({"first_frame_url", "last_frame_url"}),
-}
 
 
-def _spec(name: str, modes: frozenset[Mode], tier: str, seconds: tuple[int, ...]) -> ModelSpec:
+def _spec(name: str, modes: frozenset[Mode], tier: str, seconds: tuple[int, ...], price: Price | None) -> ModelSpec:
     table = SIZES_1080 if tier == "1080P" else SIZES_720
     sizes: tuple[str, ...] = ()
     if "t2v" in modes:
@@ -130,7 +127,8 @@ def _spec(name: str, modes: frozenset[Mode], tier: str, seconds: tuple[int, ...]
         sizes=sizes,
         tiers={tier: table["16:9"]},
         default_size=table["16:9"],
-        metadata_keys=frozenset({"seed"}).union(*(_MEDIA_KEYS.get(mode, frozenset()) for mode in modes)),
+        params={"seed": SEED},
+        price=price,
         # Jimeng forgets tasks after 12 h; a healthy one finishes in minutes.
         deadline_s=3 * 3600,
         poll_hint_ms=5000,
@@ -142,16 +140,20 @@ _T2V: frozenset[Mode] = frozenset({"t2v"})
 _I2V: frozenset[Mode] = frozenset({"i2v"})
 _KF2V: frozenset[Mode] = frozenset({"kf2v"})
 _BOTH = (5, 10)
+# Prices: Volcengine Jimeng video generation price list (S2.0 Pro, read 2025-10), a 5 s clip divided by 5, in
+# USD per second. The 3.0 models' prices are not in our references (providers.md): None, so an operator who
+# routes them sets them in [prices] (startup refuses a routable model without a price).
+_S20 = Decimal("0.04")
 MODELS: tuple[ModelSpec, ...] = (
-    _spec("jimeng_vgfm_t2v_l20", _T2V, "720P", (5,)),
-    _spec("jimeng_vgfm_i2v_l20", _I2V, "720P", (5,)),
-    _spec("jimeng_t2v_v30", _T2V, "720P", _BOTH),
-    _spec("jimeng_t2v_v30_1080p", _T2V, "1080P", _BOTH),
-    _spec("jimeng_i2v_first_v30", _I2V, "720P", _BOTH),
-    _spec("jimeng_i2v_first_v30_1080", _I2V, "1080P", _BOTH),
-    _spec("jimeng_i2v_first_tail_v30", _KF2V, "720P", _BOTH),
-    _spec("jimeng_i2v_first_tail_v30_1080", _KF2V, "1080P", _BOTH),
-    _spec("jimeng_ti2v_v30_pro", _T2V | _I2V, "1080P", _BOTH),
+    _spec("jimeng_vgfm_t2v_l20", _T2V, "720P", (5,), _S20),
+    _spec("jimeng_vgfm_i2v_l20", _I2V, "720P", (5,), _S20),
+    _spec("jimeng_t2v_v30", _T2V, "720P", _BOTH, None),
+    _spec("jimeng_t2v_v30_1080p", _T2V, "1080P", _BOTH, None),
+    _spec("jimeng_i2v_first_v30", _I2V, "720P", _BOTH, None),
+    _spec("jimeng_i2v_first_v30_1080", _I2V, "1080P", _BOTH, None),
+    _spec("jimeng_i2v_first_tail_v30", _KF2V, "720P", _BOTH, None),
+    _spec("jimeng_i2v_first_tail_v30_1080", _KF2V, "1080P", _BOTH, None),
+    _spec("jimeng_ti2v_v30_pro", _T2V | _I2V, "1080P", _BOTH, None),
 )
 
 
@@ -416,9 +418,7 @@ class JimengProvider(Provider):
     """Jimeng video models on one Volcengine account (access key + secret key)."""
 
     name = "jimeng"
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    default_base_url = DEFAULT_BASE_URL
 
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
@@ -426,7 +426,8 @@ class JimengProvider(Provider):
     def check(self, req: VideoRequest) -> None:
         """Refuse what Jimeng would: a long prompt, or images given partly as URLs and partly as bytes."""
         if len(req.prompt) > MAX_PROMPT:
-            raise InvalidRequest(f"prompt is longer than {MAX_PROMPT} characters (Jimeng's limit).", param="prompt")
+            field = req.field_of("prompt")
+            raise InvalidRequest(f"{field} is longer than {MAX_PROMPT} characters (Jimeng's limit).", param=field)
         images = [item for item in (req.input("first_frame"), req.input("last_frame")) if item is not None]
         if len({is_url(item) for item in images}) > 1:
             # image_urls and binary_data_base64 exclude each other, and vidgate does not fetch URLs for Jimeng.
@@ -445,7 +446,7 @@ class JimengProvider(Provider):
         except UpstreamRejected as exc:
             raise UpstreamRejected(exc.message, code=exc.code, param=_client_param(exc.param, req)) from exc
         task = parse_submit(answer)
-        return Submitted(upstream_id=upstream_id(req.model, task, time.time()), progress=Progress(state="queued"))
+        return Submitted(upstream_id=upstream_id(req.model, task, time.time()))
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
         req_key, task, submitted_at = split_upstream_id(upstream_id)
@@ -456,12 +457,6 @@ class JimengProvider(Provider):
             return failed_task(exc)
         age = time.time() - submitted_at if submitted_at is not None else None
         return parse_progress(answer, age_s=age)
-
-    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
-        if not result.video_url:
-            raise UpstreamTransient("no video_url to download")
-        # The URL is pre-signed TOS storage: no Volcengine signature on this request.
-        await download_to(self._http, result.video_url, dest, base_url=creds.base_url or DEFAULT_BASE_URL)
 
     async def _call(self, creds: Credentials, action: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         parts = urlsplit((creds.base_url or DEFAULT_BASE_URL).rstrip("/"))
@@ -474,7 +469,7 @@ class JimengProvider(Provider):
         )
         # The query is written exactly as it was signed, and the body is sent as the bytes that were hashed.
         url = f"{parts.scheme}://{parts.netloc}{quote(path, safe='/')}?{canonical_query(query)}"
-        answer = await send(self._http, "POST", url, headers=headers, content=body, error=error_from)
+        answer = await send(self.http, "POST", url, headers=headers, content=body, error=error_from)
         if not isinstance(answer, Mapping):
             raise UpstreamTransient(f"Jimeng {action} answer is not an object")
         return answer
@@ -485,4 +480,4 @@ def _client_param(param: str | None, req: VideoRequest) -> str | None:
         if param == role:
             item = req.input(role)
             return item.field if item else None
-    return param
+    return req.field_of(param) if param else None

@@ -31,7 +31,8 @@ import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -41,20 +42,26 @@ from jwt.warnings import InsecureKeyLengthWarning
 from vidgate.config import Settings
 from vidgate.errors import InvalidRequest, ProviderError, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    CAMERA_CONTROL,
+    CFG_SCALE,
     CONTENT_POLICY_VIOLATION,
     GENERATION_FAILED,
+    NEGATIVE_PROMPT,
     Credentials,
     MediaInput,
     Mode,
     ModelSpec,
+    Param,
+    Price,
     Progress,
     Provider,
     Role,
     Submitted,
     UpstreamState,
     VideoRequest,
+    per_tier,
 )
-from vidgate.providers.http import download_to, send
+from vidgate.providers.http import send
 from vidgate.providers.images import as_jpeg_or_png
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
@@ -78,7 +85,9 @@ CAMERA_TYPES = ("simple", "down_back", "forward_up", "right_turn_forward", "left
 CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
 
 
-def _spec(name: str, tiers: Sequence[str], modes: frozenset[Mode], keys: frozenset[str]) -> ModelSpec:
+def _spec(
+    name: str, tiers: Sequence[str], modes: frozenset[Mode], params: Mapping[str, Param], price: Price
+) -> ModelSpec:
     return ModelSpec(
         name=name,
         provider="kling",
@@ -88,33 +97,40 @@ def _spec(name: str, tiers: Sequence[str], modes: frozenset[Mode], keys: frozens
         sizes=tuple(size for tier in tiers for size in SIZES[tier].values()),
         tiers={tier: SIZES[tier]["16:9"] for tier in tiers},
         default_size=SIZES[tiers[0]]["16:9"],
-        metadata_keys=keys,
+        params=params,
         deadline_s=3 * 3600,
         poll_hint_ms=5000,
+        price=price,
         description="Kling AI text/image-to-video",
     )
 
 
 _BOTH = ("720P", "1080P")
 _T2V_I2V: frozenset[Mode] = frozenset({"t2v", "i2v"})
-# img_url gives the first frame; first_frame_url + last_frame_url the two frames of kf2v.
-_V1_KEYS = frozenset({"negative_prompt", "cfg_scale", "img_url"})
-_V2_KEYS = frozenset({"negative_prompt", "img_url"})
-_KF2V_KEYS = frozenset({"first_frame_url", "last_frame_url"})
+_V2_PARAMS = {"negative_prompt": replace(NEGATIVE_PROMPT, high=MAX_PROMPT)}
+_V1_PARAMS = {**_V2_PARAMS, "cfg_scale": CFG_SCALE}
+# Prices: Kling AI developer API price list (klingai.com/global/dev/pricing, read 2025-10): std (720p) / pro
+# (1080p) 5 s clips in USD, divided by 5 for USD per second.
 MODELS: tuple[ModelSpec, ...] = (
-    _spec("kling-v1", _BOTH, _T2V_I2V, _V1_KEYS | {"camera_control"}),
-    _spec("kling-v1-6", _BOTH, _T2V_I2V | {"kf2v"}, _V1_KEYS | _KF2V_KEYS),
-    _spec("kling-v2-master", _BOTH, _T2V_I2V, _V2_KEYS),
-    _spec("kling-v2-1-master", ("1080P",), _T2V_I2V, _V2_KEYS),
+    _spec(
+        "kling-v1",
+        _BOTH,
+        _T2V_I2V,
+        {**_V1_PARAMS, "camera_control": CAMERA_CONTROL},
+        per_tier("0.028", "0.028", "0.098"),
+    ),
+    _spec("kling-v1-6", _BOTH, _T2V_I2V | {"kf2v"}, _V1_PARAMS, per_tier("0.056", "0.056", "0.098")),
+    _spec("kling-v2-master", _BOTH, _T2V_I2V, _V2_PARAMS, Decimal("0.28")),
+    _spec("kling-v2-1-master", ("1080P",), _T2V_I2V, _V2_PARAMS, Decimal("0.28")),
 )
 _STATES: dict[str, UpstreamState] = {"submitted": "queued", "processing": "in_progress"}
 _FRAMES: tuple[Role, ...] = ("first_frame", "last_frame")
-# Whole words in Kling's parameter-error messages -> the client's field; the first hit wins.
+# Whole words in Kling's parameter-error messages -> what they are about (a role, or a name for field_of).
 _PARAM_WORDS = (
     ("image_tail", "last_frame"),
-    ("negative_prompt", "metadata.negative_prompt"),
-    ("camera_control", "metadata.camera_control"),
-    ("cfg_scale", "metadata.cfg_scale"),
+    ("negative_prompt", "negative_prompt"),
+    ("camera_control", "camera_control"),
+    ("cfg_scale", "cfg_scale"),
     ("model_name", "model"),
     ("aspect_ratio", "size"),
     ("duration", "seconds"),
@@ -214,10 +230,7 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
     url = video.get("url")
     if not isinstance(url, str) or not url:
         raise UpstreamTransient("Kling task succeeded without a video url")
-    usage = {key: data[key] for key in ("final_unit_deduction",) if key in data}
-    if "duration" in video:
-        usage["video_duration"] = video["duration"]
-    return Progress(state="completed", progress=100, video_url=url, usage=usage)
+    return Progress(state="completed", progress=100, video_url=url)
 
 
 def task_id_of(payload: Any) -> str | None:
@@ -258,11 +271,8 @@ class KlingProvider(Provider):
     """Kling video models on one Kling account (access key + secret key)."""
 
     name = "kling"
-    # Kling POSTs the task object to `callback_url` on each status change (reference/providers.md §3).
+    default_base_url = DEFAULT_BASE_URL
     accepts_callback = True
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
 
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
@@ -270,22 +280,19 @@ class KlingProvider(Provider):
     def check(self, req: VideoRequest) -> None:
         """Refuse what Kling's capability map forbids for this model/mode/tier combination."""
         if len(req.prompt) > MAX_PROMPT:
-            raise InvalidRequest(f"prompt is longer than {MAX_PROMPT} characters (Kling's limit).", param="prompt")
-        negative = req.extras.get("negative_prompt")
-        if isinstance(negative, str) and len(negative) > MAX_PROMPT:
-            raise InvalidRequest(
-                f"metadata.negative_prompt is longer than {MAX_PROMPT} characters.", param="metadata.negative_prompt"
-            )
+            field = req.field_of("prompt")
+            raise InvalidRequest(f"{field} is longer than {MAX_PROMPT} characters (Kling's limit).", param=field)
         if req.mode == "kf2v" and req.tier != "1080P":
+            field = req.field_of("size")
             raise InvalidRequest(
-                f"{req.model} takes a last frame only in pro mode: use a 1080P size (e.g. 1920x1080).", param="size"
+                f"{req.model} takes a last frame only in pro mode: {field} must be a 1080P size (e.g. 1920x1080).",
+                param=field,
             )
         if "camera_control" in req.extras:
             check_camera(req)
 
-    def _base(self, creds: Credentials) -> str:
-        base = (creds.base_url or DEFAULT_BASE_URL).rstrip("/")
-        return base.removesuffix("/v1")
+    def base_url(self, creds: Credentials) -> str:
+        return super().base_url(creds).removesuffix("/v1")
 
     def _headers(self, creds: Credentials) -> dict[str, str]:
         token = make_jwt(creds.access_key, creds.secret_key, time.time())
@@ -297,9 +304,9 @@ class KlingProvider(Provider):
         kind = kind_of(req)
         # Images are read and re-encoded (GIF, WebP, BMP -> PNG) here: blocking work, off the event loop.
         body = await asyncio.to_thread(build_body, req, external_task_id=task_id, callback_url=callback_url)
-        url = f"{self._base(creds)}/v1/videos/{kind}"
+        url = f"{self.base_url(creds)}/v1/videos/{kind}"
         try:
-            answer = await send(self._http, "POST", url, headers=self._headers(creds), json=body, error=error_from)
+            answer = await send(self.http, "POST", url, headers=self._headers(creds), json=body, error=error_from)
         except UpstreamTransient as exc:
             return await self._recover(req, task_id, creds, exc)
         except UpstreamRejected as exc:
@@ -310,16 +317,16 @@ class KlingProvider(Provider):
         upstream = task_id_of(answer)
         if upstream is None:
             return await self._recover(req, task_id, creds, UpstreamTransient("Kling answered without a task_id"))
-        return Submitted(upstream_id=f"{kind}:{upstream}", progress=Progress(state="queued", progress=0))
+        return Submitted(upstream_id=f"{kind}:{upstream}")
 
     async def find(
         self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None
     ) -> list[str]:
         """The task whose external_task_id is our task id, if Kling has one (it is unique per account)."""
         kind = kind_of(req)
-        url = f"{self._base(creds)}/v1/videos/{kind}/{task_id}"
+        url = f"{self.base_url(creds)}/v1/videos/{kind}/{task_id}"
         try:
-            answer = await send(self._http, "GET", url, headers=self._headers(creds), error=error_from)
+            answer = await send(self.http, "GET", url, headers=self._headers(creds), error=error_from)
         except UpstreamRejected:
             return []  # no such task (1203)
         upstream = task_id_of(answer)
@@ -334,7 +341,7 @@ class KlingProvider(Provider):
         except UpstreamTransient as exc:
             raise UpstreamTransient(f"Kling create failed ({cause}); looking it up failed too ({exc})") from exc
         if found:
-            return Submitted(upstream_id=found[0], progress=Progress(state="queued", progress=0))
+            return Submitted(upstream_id=found[0])
         if isinstance(cause, UpstreamRejected):
             raise cause
         raise UpstreamTransient(f"Kling create failed ({cause}) and no task {task_id} exists", nothing_created=True)
@@ -344,9 +351,9 @@ class KlingProvider(Provider):
         if kind not in (TEXT2VIDEO, IMAGE2VIDEO) or not task:
             message = f"{upstream_id!r} is not a Kling task id of vidgate's making."
             return Progress(state="failed", error_code="bad_upstream_id", error_message=message)
-        url = f"{self._base(creds)}/v1/videos/{kind}/{task}"
+        url = f"{self.base_url(creds)}/v1/videos/{kind}/{task}"
         try:
-            answer = await send(self._http, "GET", url, headers=self._headers(creds), error=error_from)
+            answer = await send(self.http, "GET", url, headers=self._headers(creds), error=error_from)
         except UpstreamRejected as exc:
             # A refusal to read a task Kling itself named is no verdict on the task (see module docstring).
             raise UpstreamTransient(f"Kling query refused: {exc}") from exc
@@ -354,36 +361,28 @@ class KlingProvider(Provider):
             raise UpstreamTransient("Kling query answer is not an object")
         return parse_progress(answer)
 
-    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
-        if not result.video_url:
-            raise UpstreamTransient("no video_url to download")
-        # Result URLs are public CDN links: our Bearer token must not travel to them.
-        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
-
 
 def check_camera(req: VideoRequest) -> None:
     """camera_control as the docs allow it: kling-v1 text-to-video, std (720P), 5 s, a valid shape."""
-    param = "metadata.camera_control"
+    param = req.field_of("camera_control")
     if req.mode != "t2v":
-        raise InvalidRequest("metadata.camera_control works only for text-to-video on Kling.", param=param)
+        raise InvalidRequest(f"{param} works only for text-to-video on Kling.", param=param)
     if req.tier != "720P" or req.seconds != 5:
-        raise InvalidRequest("metadata.camera_control needs a 720P size and 5 seconds on Kling.", param=param)
+        raise InvalidRequest(f"{param} needs a 720P size and 5 seconds on Kling.", param=param)
     camera = req.extras["camera_control"]
     kind = camera.get("type") if isinstance(camera, Mapping) else None
     if kind not in CAMERA_TYPES:
-        raise InvalidRequest(f"metadata.camera_control.type must be one of: {', '.join(CAMERA_TYPES)}.", param=param)
+        raise InvalidRequest(f"{param}.type must be one of: {', '.join(CAMERA_TYPES)}.", param=param)
     config = camera.get("config")
     if kind != "simple":
         if config is not None:
-            raise InvalidRequest("metadata.camera_control.config goes only with type 'simple'.", param=param)
+            raise InvalidRequest(f"{param}.config goes only with type 'simple'.", param=param)
         return
     values = [config.get(axis, 0) for axis in CAMERA_AXES] if isinstance(config, Mapping) else []
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and -10 <= v <= 10 for v in values)
     if not values or not numbers or sum(1 for v in values if v != 0) != 1:
         raise InvalidRequest(
-            "metadata.camera_control.config needs exactly one non-zero value in [-10, 10] among: "
-            + ", ".join(CAMERA_AXES)
-            + ".",
+            f"{param}.config needs exactly one non-zero value in [-10, 10] among: " + ", ".join(CAMERA_AXES) + ".",
             param=param,
         )
 
@@ -393,4 +392,4 @@ def _client_param(param: str | None, req: VideoRequest) -> str | None:
         if param == role:
             item = req.input(role)
             return item.field if item else None
-    return param
+    return req.field_of(param) if param else None

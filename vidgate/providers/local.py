@@ -37,6 +37,8 @@ import httpx
 from vidgate.config import Settings
 from vidgate.errors import UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    AUDIO,
+    SEED,
     Credentials,
     ModelSpec,
     Notify,
@@ -56,12 +58,11 @@ MODEL = ModelSpec(
     default_size="1280x720",
     any_size=(64, 1920),
     audio=True,
-    metadata_keys=frozenset(
-        {"img_url", "first_frame_url", "last_frame_url", "audio_url", "audio", "seed", "resolution"}
-    ),
+    params={"audio": AUDIO, "seed": SEED},
     remix=True,
     deadline_s=900,
     poll_hint_ms=250,
+    # Built in: rendering on your own CPU costs nothing.
     price=Decimal(0),
     description="Built-in CPU renderer: animated scenes (t2v), pan/zoom (i2v), keyframe morphs (kf2v).",
 )
@@ -77,7 +78,7 @@ log = logging.getLogger("vidgate.local")
 
 
 def from_settings(settings: Settings, http: httpx.AsyncClient) -> LocalProvider:
-    return LocalProvider(settings.media_dir / "local", workers=settings.local_workers or os.cpu_count() or 1)
+    return LocalProvider(settings.media_dir / "local", workers=settings.local_workers or os.cpu_count() or 1, http=http)
 
 
 class LocalProvider(Provider):
@@ -86,7 +87,8 @@ class LocalProvider(Provider):
     name = "local"
     needs_bytes = True
 
-    def __init__(self, work_dir: Path, *, workers: int) -> None:
+    def __init__(self, work_dir: Path, *, workers: int, http: httpx.AsyncClient) -> None:
+        super().__init__(http)
         self._jobs_dir = work_dir / "jobs"
         self._out_dir = work_dir / "out"
         self._workers = max(1, workers)
@@ -127,7 +129,7 @@ class LocalProvider(Provider):
         tmp.write_text(json.dumps(job))
         os.replace(tmp, self._job_path(task_id))
         self._launch(task_id, job)
-        return Submitted(upstream_id=task_id, progress=Progress(state="queued", progress=0))
+        return Submitted(upstream_id=task_id)
 
     async def find(
         self, req: VideoRequest, creds: Credentials, *, task_id: str, since: float, remix_of: str | None = None

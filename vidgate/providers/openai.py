@@ -39,6 +39,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,12 @@ from vidgate.providers.base import (
     Credentials,
     MediaInput,
     ModelSpec,
+    Price,
     Progress,
     Provider,
     Submitted,
     VideoRequest,
+    per_tier,
 )
 from vidgate.providers.http import download_to, send
 
@@ -96,7 +99,7 @@ LIST_PAGES = 10
 CLOCK_SKEW_S = 30.0
 
 
-def _model(name: str, sizes: tuple[str, ...], description: str) -> ModelSpec:
+def _model(name: str, sizes: tuple[str, ...], price: Price, description: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         provider="openai",
@@ -111,13 +114,21 @@ def _model(name: str, sizes: tuple[str, ...], description: str) -> ModelSpec:
         # Sora renders take minutes (pro at 12 s, longer); two hours covers a busy queue.
         deadline_s=2 * 3600,
         poll_hint_ms=5000,
+        price=price,
         description=description,
     )
 
 
+# Prices: OpenAI API pricing (openai.com/api/pricing, read 2025-10): sora-2 $0.10/s (720p); sora-2-pro $0.30/s
+# at 720p, $0.50/s at 1024x1792.
 MODELS: tuple[ModelSpec, ...] = (
-    _model("sora-2", SORA2_SIZES, "OpenAI Sora 2 (with its own soundtrack, not controllable)"),
-    _model("sora-2-pro", PRO_SIZES, "OpenAI Sora 2 Pro, up to 1792x1024 (with its own soundtrack)"),
+    _model("sora-2", SORA2_SIZES, Decimal("0.10"), "OpenAI Sora 2 (with its own soundtrack, not controllable)"),
+    _model(
+        "sora-2-pro",
+        PRO_SIZES,
+        per_tier("0.30", "0.30", "0.50"),
+        "OpenAI Sora 2 Pro, up to 1792x1024 (with its own soundtrack)",
+    ),
 )
 # What a model the channel declares without `seconds` / `sizes` may be asked for; the upstream has the last word.
 ANY_SECONDS = tuple(range(1, 61))
@@ -127,8 +138,8 @@ _TIER_SIZES = {"480P": "832x480", "720P": "1280x720", "1080P": "1920x1080"}
 
 def declared_spec(name: str, *, seconds: Sequence[int] | None = None, sizes: Sequence[str] | None = None) -> ModelSpec:
     """A model of the channel's own naming: text or image to video, the seconds and sizes the channel declares
-    (else any, for the upstream to judge), no metadata keys (the body carries prompt, model, seconds, size and
-    the image only), price 0 unless `[prices]` names it."""
+    (else any, for the upstream to judge), no params (the body carries prompt, model, seconds, size and the
+    image only), and no price: `[prices]` must name it (startup refuses it otherwise)."""
     allowed = tuple(sorted(set(seconds))) if seconds else ANY_SECONDS
     return ModelSpec(
         name=name,
@@ -294,9 +305,7 @@ class OpenAIProvider(Provider):
     name = "openai"
     # Reference images must be fitted to the exact size, which needs their bytes (see the module docstring).
     needs_bytes = True
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    default_base_url = DEFAULT_BASE_URL
 
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
@@ -320,13 +329,13 @@ class OpenAIProvider(Provider):
             part = await asyncio.to_thread(reference_part, reference, req.width, req.height)
             parts.append(("input_reference", part))
         url = f"{api_base(creds)}/videos"
-        data = await send(self._http, "POST", url, headers=self._auth(creds), files=parts, error=map_error)
+        data = await send(self.http, "POST", url, headers=self._auth(creds), files=parts, error=map_error)
         return _submitted(data)
 
     async def remix(self, source_upstream_id: str, req: VideoRequest, creds: Credentials, *, task_id: str) -> Submitted:
         url = f"{api_base(creds)}/videos/{source_upstream_id}/remix"
         data = await send(
-            self._http, "POST", url, headers=self._auth(creds), json={"prompt": req.prompt}, error=_remix_error
+            self.http, "POST", url, headers=self._auth(creds), json={"prompt": req.prompt}, error=_remix_error
         )
         return _submitted(data)
 
@@ -338,7 +347,7 @@ class OpenAIProvider(Provider):
         after: str | None = None
         for _ in range(LIST_PAGES):
             params = {"limit": "100", "order": "desc", **({"after": after} if after else {})}
-            page = await send(self._http, "GET", url, headers=self._auth(creds), params=params, error=_list_error)
+            page = await send(self.http, "GET", url, headers=self._auth(creds), params=params, error=_list_error)
             videos = page.get("data") if isinstance(page, Mapping) else None
             if not isinstance(videos, list):
                 raise UpstreamTransient("Sora answered a video list without a data array")
@@ -357,7 +366,7 @@ class OpenAIProvider(Provider):
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
         url = f"{api_base(creds)}/videos/{upstream_id}"
-        data = await send(self._http, "GET", url, headers=self._auth(creds), error=map_error)
+        data = await send(self.http, "GET", url, headers=self._auth(creds), error=map_error)
         if not isinstance(data, Mapping):
             raise UpstreamTransient("Sora answered a video read with something that is not an object")
         progress = parse_progress(data)
@@ -369,16 +378,18 @@ class OpenAIProvider(Provider):
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
         if not result.video_url:
             raise UpstreamTransient("no content URL to download")
-        await download_to(self._http, result.video_url, dest, base_url=api_base(creds), headers=self._auth(creds))
+        await download_to(self.http, result.video_url, dest, base_url=api_base(creds), headers=self._auth(creds))
 
-    async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
+    async def download_previews(
+        self, result: Progress, upstream_id: str, creds: Credentials, folder: Path
+    ) -> dict[str, Path]:
         """Sora's own thumbnail (WebP) and spritesheet (JPEG); whichever fails is made from the video instead."""
         stored: dict[str, Path] = {}
         for variant, filename in PREVIEWS.items():
             dest = folder / filename
             url = f"{api_base(creds)}/videos/{upstream_id}/content?variant={variant}"
             try:
-                await download_to(self._http, url, dest, base_url=api_base(creds), headers=self._auth(creds))
+                await download_to(self.http, url, dest, base_url=api_base(creds), headers=self._auth(creds))
             except UpstreamTransient as exc:
                 log.info("Sora %s of %s unavailable: %s", variant, upstream_id, exc)
                 continue
@@ -395,7 +406,7 @@ def _submitted(data: Any) -> Submitted:
     if not isinstance(video_id, str) or not video_id:
         raise UpstreamTransient("Sora accepted the video but returned no id")
     # The create answer's status is not trusted here; the first poll reads the real one.
-    return Submitted(upstream_id=video_id, progress=Progress(state="queued", progress=0))
+    return Submitted(upstream_id=video_id)
 
 
 def _is_format(path: Path, expected: str) -> bool:

@@ -35,7 +35,8 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,18 @@ from PIL import Image, UnidentifiedImageError
 from vidgate.config import Settings
 from vidgate.errors import InvalidRequest, NotSupported, UpstreamFailure, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
+    BGM,
     CONTENT_POLICY_VIOLATION,
     GENERATION_FAILED,
+    MOVEMENT_AMPLITUDE,
+    SEED,
     UPSTREAM_CANCELLED,
     Credentials,
     MediaInput,
     Mode,
     ModelSpec,
+    Param,
+    Price,
     Progress,
     Provider,
     Submitted,
@@ -69,7 +75,11 @@ AMPLITUDES = ("auto", "small", "medium", "large")
 _RATIOS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:3": (4, 3), "3:4": (3, 4)}
 _LINES = {"360p": 360, "540p": 540, "720p": 720, "1080p": 1080}
 _IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
-_IMAGE_KEYS = frozenset({"img_url", "first_frame_url"})
+_PARAMS_TAKEN: dict[str, Param] = {
+    "seed": replace(SEED, description="Random seed; 0 lets Vidu choose."),
+    "movement_amplitude": MOVEMENT_AMPLITUDE,
+    "bgm": BGM,
+}
 _STATES: dict[str, UpstreamState] = {"created": "queued", "queueing": "queued", "processing": "in_progress"}
 # What the err_code values of Vidu's error table (§5.7) mean: a failed task carries no text, so this follows the code.
 _FAILURES = {
@@ -99,15 +109,15 @@ _IMAGE_REASONS = frozenset(
     }
 )  # fmt: skip
 _FIELD = re.compile(r"field[^:]*:\s*([A-Za-z_]+)")
-# Vidu's field -> ours; "images" is resolved per request (it may be input_reference or a metadata URL).
+# Vidu's field -> what it is to us (the client's name comes from req.field_of); "images" is resolved per request.
 _PARAMS = {
     "duration": "seconds",
     "resolution": "size",
     "aspect_ratio": "size",
     "prompt": "prompt",
-    "seed": "metadata.seed",
-    "movement_amplitude": "metadata.movement_amplitude",
-    "bgm": "metadata.bgm",
+    "seed": "seed",
+    "movement_amplitude": "movement_amplitude",
+    "bgm": "bgm",
 }
 
 
@@ -127,6 +137,7 @@ class ViduModel:
     # length -> the only resolutions allowed at that length, where the docs narrow the model's list.
     resolutions_at: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     description: str = ""
+    price: Price | None = None
 
 
 def size_for(resolution: str, aspect: str) -> str:
@@ -149,11 +160,6 @@ def aspect_of(width: int, height: int) -> str:
 
 
 def _spec(model: ViduModel) -> ModelSpec:
-    keys = {"seed", "movement_amplitude", "bgm"}
-    if model.modes & {"i2v", "kf2v"}:
-        keys |= _IMAGE_KEYS
-    if "kf2v" in model.modes:
-        keys.add("last_frame_url")
     tiers = {f"{res[:-1]}P": size_for(res, "16:9") for res in model.resolutions if res in ("720p", "1080p")}
     return ModelSpec(
         name=model.name,
@@ -164,8 +170,9 @@ def _spec(model: ViduModel) -> ModelSpec:
         sizes=tuple(size_for(res, aspect) for res in model.resolutions for aspect in model.aspects),
         tiers=tiers,
         default_size=size_for(model.default_resolution, "16:9"),
-        metadata_keys=frozenset(keys),
+        params=_PARAMS_TAKEN,
         deadline_s=2 * 3600,
+        price=model.price,
         poll_hint_ms=5000,
         description=model.description,
     )
@@ -174,9 +181,11 @@ def _spec(model: ViduModel) -> ModelSpec:
 _I2V: frozenset[Mode] = frozenset({"i2v", "kf2v"})
 _Q2 = tuple(range(1, 11))
 VIDU_MODELS: tuple[ViduModel, ...] = (
+    # Price: Vidu API pricing (platform.vidu.com, read 2025-10), a viduq1 1080p 5 s clip divided by 5, USD/s.
+    # The other models' prices are not in our references: None, so an operator routing them sets [prices].
     ViduModel(
         "viduq1", frozenset({"t2v", "i2v", "kf2v"}), (5,), 5, ("1080p",), "1080p",
-        description="Vidu Q1: text, image or first+last frame to video, 5 s at 1080p",
+        description="Vidu Q1: text, image or first+last frame to video, 5 s at 1080p", price=Decimal("0.08"),
     ),
     ViduModel(
         "viduq2", frozenset({"t2v"}), _Q2, 5, ("540p", "720p", "1080p"), "720p",
@@ -205,33 +214,27 @@ MODELS: tuple[ModelSpec, ...] = tuple(_spec(model) for model in VIDU_MODELS)
 
 
 def check_request(req: VideoRequest) -> None:
-    """Refuse what Vidu's rules forbid beyond the ModelSpec: amplitude values and length-dependent limits."""
-    amplitude = req.extras.get("movement_amplitude")
-    if amplitude is not None and amplitude not in AMPLITUDES:
-        raise InvalidRequest(
-            f"Invalid value for 'metadata.movement_amplitude': '{amplitude}'. Supported values: "
-            + ", ".join(AMPLITUDES)
-            + ".",
-            param="metadata.movement_amplitude",
-        )
+    """Refuse what Vidu's rules forbid beyond the ModelSpec: length-dependent limits."""
     rules = _RULES.get(req.model)
     if rules is None:
         return
     if req.mode == "kf2v" and rules.kf2v_max_seconds is not None and req.seconds > rules.kf2v_max_seconds:
         allowed = ", ".join(f"'{s}'" for s in rules.seconds if s <= rules.kf2v_max_seconds)
+        field_name = req.field_of("seconds")
         raise InvalidRequest(
-            f"Invalid value for 'seconds': '{req.seconds}'. With a first and last frame {req.model} accepts: "
+            f"Invalid value for '{field_name}': '{req.seconds}'. With a first and last frame {req.model} accepts: "
             f"{allowed}.",
-            param="seconds",
+            param=field_name,
         )
     narrowed = rules.resolutions_at.get(req.seconds)
     resolution = resolution_of(req.width, req.height)
     if narrowed is not None and resolution not in narrowed:
         sizes = ", ".join(size_for(res, aspect) for res in narrowed for aspect in rules.aspects)
+        field_name = req.field_of("size")
         raise InvalidRequest(
-            f"Invalid value for 'size': '{req.size}'. {req.model} makes {req.seconds} s videos only at "
+            f"Invalid value for '{field_name}': '{req.size}'. {req.model} makes {req.seconds} s videos only at "
             f"{'/'.join(narrowed)}: {sizes}.",
-            param="size",
+            param=field_name,
         )
 
 
@@ -292,7 +295,6 @@ def build_body(req: VideoRequest, *, callback_url: str | None = None) -> dict[st
 def parse_progress(payload: Mapping[str, Any]) -> Progress:
     """A task query answer → Progress; an unknown state or a success without a video raises UpstreamTransient."""
     state = payload.get("state")
-    usage = {"credits": payload["credits"]} if isinstance(payload.get("credits"), int) else {}
     if state in _STATES:
         return Progress(state=_STATES[state])
     if state == "success":
@@ -307,15 +309,14 @@ def parse_progress(payload: Mapping[str, Any]) -> Progress:
             progress=100,
             video_url=url,
             thumbnail_url=cover if isinstance(cover, str) and cover else None,
-            usage=usage,
         )
     if state == "failed":
         # A failed task carries only err_code; what the code means (Vidu's error table) follows it as a note.
         code = str(payload.get("err_code") or "") or None
         failure = UpstreamFailure(VENDOR, code, note=_FAILURES.get(code or ""))
         if code == "UserCancelled":
-            return Progress.failed(UPSTREAM_CANCELLED, failure, state="cancelled", usage=usage)
-        return Progress.failed(our_code(code) or GENERATION_FAILED, failure, usage=usage)
+            return Progress.failed(UPSTREAM_CANCELLED, failure, state="cancelled")
+        return Progress.failed(our_code(code) or GENERATION_FAILED, failure)
     raise UpstreamTransient(f"unknown Vidu task state {state!r}")
 
 
@@ -351,7 +352,10 @@ def _mapper(req: VideoRequest) -> Callable[[int, Any], Exception]:
     field_name = images[0].field if images else None
 
     def mapped(status: int, body: Any) -> Exception:
-        return map_error(status, body, images_param=field_name)
+        error = map_error(status, body, images_param=field_name)
+        if isinstance(error, UpstreamRejected) and error.param and error.param != field_name:
+            error.param = req.field_of(error.param)
+        return error
 
     return mapped
 
@@ -364,11 +368,8 @@ class ViduProvider(Provider):
     """Vidu models on a Vidu enterprise account (`Token` key)."""
 
     name = "vidu"
-    # Vidu POSTs the query body to `callback_url` on each status change (reference/providers.md, Vidu create).
+    default_base_url = DEFAULT_BASE_URL
     accepts_callback = True
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
 
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
@@ -376,11 +377,9 @@ class ViduProvider(Provider):
     def check(self, req: VideoRequest) -> None:
         check_request(req)
 
-    @staticmethod
-    def _base(creds: Credentials) -> str:
-        base = (creds.base_url or DEFAULT_BASE_URL).rstrip("/")
+    def base_url(self, creds: Credentials) -> str:
         # base_url may carry the /ent/v2 prefix or not; the documented paths are appended either way.
-        return base[: -len(API_PREFIX)] if base.endswith(API_PREFIX) else base
+        return super().base_url(creds).removesuffix(API_PREFIX)
 
     @staticmethod
     def _headers(creds: Credentials) -> dict[str, str]:
@@ -391,18 +390,18 @@ class ViduProvider(Provider):
     ) -> Submitted:
         # Reading and base64-encoding images can take a while; keep it off the event loop.
         body = await asyncio.to_thread(build_body, req, callback_url=callback_url)
-        url = self._base(creds) + endpoint(req)
-        data = await send(self._http, "POST", url, headers=self._headers(creds), json=body, error=_mapper(req))
+        url = self.base_url(creds) + endpoint(req)
+        data = await send(self.http, "POST", url, headers=self._headers(creds), json=body, error=_mapper(req))
         task = data.get("task_id") if isinstance(data, Mapping) else None
         if isinstance(task, int) and not isinstance(task, bool):
             task = str(task)
         if not isinstance(task, str) or not task:
             raise UpstreamTransient("Vidu accepted the task but returned no task_id")
-        return Submitted(upstream_id=task, progress=Progress(state="queued", progress=0))
+        return Submitted(upstream_id=task)
 
     async def _query(self, upstream_id: str, creds: Credentials) -> Progress:
-        url = f"{self._base(creds)}{API_PREFIX}/tasks/{upstream_id}/creations"
-        data = await send(self._http, "GET", url, headers=self._headers(creds), error=map_error)
+        url = f"{self.base_url(creds)}{API_PREFIX}/tasks/{upstream_id}/creations"
+        data = await send(self.http, "GET", url, headers=self._headers(creds), error=map_error)
         if not isinstance(data, Mapping):
             raise UpstreamTransient("Vidu answered a task query with something that is not an object")
         return parse_progress(data)
@@ -411,27 +410,23 @@ class ViduProvider(Provider):
         return await self._query(upstream_id, creds)
 
     async def cancel(self, upstream_id: str, creds: Credentials) -> None:
-        url = f"{self._base(creds)}{API_PREFIX}/tasks/{upstream_id}/cancel"
+        url = f"{self.base_url(creds)}{API_PREFIX}/tasks/{upstream_id}/cancel"
         try:
-            await send(self._http, "POST", url, headers=self._headers(creds), json={"id": upstream_id}, error=map_error)
+            await send(self.http, "POST", url, headers=self._headers(creds), json={"id": upstream_id}, error=map_error)
         except UpstreamRejected as exc:
             # "task state is processing, can not cancel": only waiting tasks can be cancelled.
             raise NotSupported(f"Vidu would not cancel: {exc}") from exc
 
-    async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
-        if not result.video_url:
-            raise UpstreamTransient("no creation URL to download")
-        # Creation URLs are pre-signed: an Authorization header is neither needed nor wanted.
-        await download_to(self._http, result.video_url, dest, base_url=self._base(creds))
-
-    async def download_previews(self, upstream_id: str, creds: Credentials, folder: Path) -> dict[str, Path]:
+    async def download_previews(
+        self, result: Progress, upstream_id: str, creds: Credentials, folder: Path
+    ) -> dict[str, Path]:
         """Vidu's cover (a JPEG) as the WebP thumbnail; without it vidgate makes its own from the video."""
-        progress = await self._query(upstream_id, creds)
+        progress = result
         if progress.thumbnail_url is None:
             return {}
         cover, thumbnail = folder / "cover.jpg", folder / "thumbnail.webp"
         try:
-            await download_to(self._http, progress.thumbnail_url, cover, base_url=self._base(creds))
+            await download_to(self.http, progress.thumbnail_url, cover, base_url=self.base_url(creds))
             await asyncio.to_thread(_to_webp, cover, thumbnail)
         except (UpstreamTransient, UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
             log.info("Vidu cover of %s unusable: %s", upstream_id, exc)
