@@ -5,7 +5,7 @@
 Each run is one `vidgate serve` (SQLite) in front of the Kling emulator (tests/fakes/kling.py, in a process
 of its own, on the clock: each task finishes 54-66 s after it starts, uniformly; the same tiny MP4 for every
 task). N tasks are written as already accepted (submitted upstream, so the create path is not measured),
-starting evenly over a spread (N/80 s: at most ~80 completions a second on this 2-core box), and the server's
+starting evenly over a spread (N/40 s: ~40 completions a second at the peak), and the server's
 CPU time (/proc/<pid>/stat, user + system) is read from the moment it is up until every task is completed:
 that is all its work from accepted to completed (polls, downloads, previews, finishes), divided by N. The lag
 of a task is its row's `completed_at` (when a status read first shows it completed) minus the moment the
@@ -40,12 +40,15 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.entry_points import register_source_providers  # noqa: E402
 from tests.helpers import Server, free_port, write_config  # noqa: E402
 from vidgate.engine.callbacks import CallbackSigner  # noqa: E402
 from vidgate.providers.base import Credentials  # noqa: E402
 from vidgate.store import tasks as task_store  # noqa: E402
 from vidgate.store.db import create_engine, migrate  # noqa: E402
 from vidgate.store.tables import tasks  # noqa: E402
+
+register_source_providers()  # the servers started here see this checkout's providers
 
 AK, SK = "ak-bench", "sk-bench-0123456789abcdef0123456789"
 SECRET = "poller-bench-secret-" + "y" * 24
@@ -360,7 +363,7 @@ def main() -> None:
     )
     for count in args.tasks:
         for mode in args.modes:
-            spread = count / 80.0
+            spread = count / 40.0
             got = run(count, mode, spread)
             print(
                 f"{count:>6} {mode:>9} {spread:>6.0f}s {got['cpu_ms_per_task']:>7.2f}ms {got['cpu_share']:>9.1%} "

@@ -46,6 +46,7 @@ SPEC = ModelSpec(
     sizes=("1280x720",),
     default_size="1280x720",
     poll_hint_ms=5000,
+    price=Decimal("0.1"),
 )
 
 

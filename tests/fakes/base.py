@@ -13,6 +13,7 @@ import io
 import random
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -147,6 +148,7 @@ def make_mp4(width: int = 160, height: int = 96, seconds: float = 1.0, fps: int 
 
 
 _JSON = {"content-type": "application/json"}
+_TLS = ssl.create_default_context()
 
 
 class FakeUpstream:
@@ -166,7 +168,6 @@ class FakeUpstream:
         self._file_secret = secrets.token_hex(8)
         # Every callback POST made (url, the receiver's HTTP status or None when unreachable, when it was sent).
         self.callbacks_sent: list[tuple[str, int | None, float]] = []
-        self._callback_http: httpx.AsyncClient | None = None
 
     # -- to be provided by each emulator ---------------------------------------------------------
 
@@ -241,12 +242,10 @@ class FakeUpstream:
     async def call_back(self, url: str, payload: Any) -> None:
         """POST `payload` to a task's callback URL, as the vendor does on a status change (no retry)."""
         at = time.time()
-        if self._callback_http is None:
-            # One client for all callbacks (making one costs milliseconds: its TLS context).
-            self._callback_http = httpx.AsyncClient(trust_env=False, timeout=5.0)
         try:
-            answer = await self._callback_http.post(url, content=orjson.dumps(payload), headers=_JSON)
-            status: int | None = answer.status_code
+            # The TLS context is made once (making one per client costs milliseconds).
+            async with httpx.AsyncClient(trust_env=False, timeout=5.0, verify=_TLS) as http:
+                status: int | None = (await http.post(url, content=orjson.dumps(payload), headers=_JSON)).status_code
         except httpx.HTTPError:
             status = None
         self.callbacks_sent.append((url, status, at))
