@@ -66,6 +66,7 @@ class Timed(Provider):
     accepts_callback = True
     reads: list[str] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
 
     def models(self) -> list[ModelSpec]:
         return [SPEC]
@@ -74,6 +75,9 @@ class Timed(Provider):
         self, req: VideoRequest, creds: Credentials, *, task_id: str, callback_url: str | None = None
     ) -> Submitted:
         raise AssertionError("these tests insert submitted rows")
+
+    async def cancel(self, upstream_id: str, creds: Credentials) -> None:
+        self.cancelled.append(upstream_id)
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
         self.reads.append(upstream_id)
@@ -300,6 +304,19 @@ async def test_an_upstream_failure_is_a_compare_and_set_with_a_refund(rig: Rig) 
     assert (await rig.row("video_bad")).status == TaskStatus.FAILED
     async with rig.db.connect() as conn:
         kinds = (await conn.execute(sa.select(ledger.c.kind).where(ledger.c.task_id == "video_bad"))).scalars()
+        assert sorted(kinds) == ["refund", "reserve"]
+
+
+async def test_a_task_past_its_deadline_is_failed_refunded_and_cancelled_upstream(rig: Rig) -> None:
+    await rig.add("video_late")
+    (row,) = await task_store.claim_polls(rig.db, owner=rig.poller.owner, now=rig.clock(), limit=9, lease_s=10)
+    rig.clock.now = row.deadline_at + 1
+    await rig.poller.advance(row)
+    late = await rig.row("video_late")
+    assert (late.status, late.error_code) == (TaskStatus.FAILED, "deadline_exceeded")
+    assert rig.provider.reads == [] and rig.provider.cancelled == ["up-video_late"]
+    async with rig.db.connect() as conn:
+        kinds = (await conn.execute(sa.select(ledger.c.kind).where(ledger.c.task_id == "video_late"))).scalars()
         assert sorted(kinds) == ["refund", "reserve"]
 
 
