@@ -455,6 +455,12 @@ class Provider(ABC):
     def use_storage(self, storage: Storage) -> None:  # noqa: B027 - optional hook
         """Called before start() with the app's storage, for providers that keep files every replica must see."""
 
+    def callback_answer(self, body: bytes) -> dict[str, Any] | None:
+        """What to answer a signed callback whose body asks for more than an acknowledgement (MiniMax's
+        `{"challenge": …}` handshake: echo it), or None for the uniform acknowledgement. `body` is untrusted
+        (at most callbacks.MAX_BODY_BYTES); the answer must not depend on anything but the body itself."""
+        return None
+
     async def start(self, notify: Notify) -> None:  # noqa: B027 - optional hook
         """Called once when the app starts; `notify(upstream_id)` wakes the poller."""
 
