@@ -25,6 +25,8 @@ import itertools
 import os
 import random
 import re
+import socket
+import struct
 import threading
 import time
 from collections import Counter, defaultdict
@@ -53,6 +55,8 @@ RPM, RPM_REQUESTS = 60, 90
 PREFIX = "media"
 AK, SK = "ak-replicas", "sk-replicas-0123456789abcdef0123456789"
 PRICES = f'[prices]\n"vidgate-local" = 0.01\n"{WAN}" = 0.05\n"{KLING}" = 0.07\n"{CAPPED}" = 0.09\n'
+# vidgate's HTTP client gives up on an upstream call after this long (netguard.client's default timeout).
+POLL_TIMEOUT_S = 30.0
 # Kling answers each poll after this long: a poll is "in flight" long enough for overlaps to show.
 KLING_LATENCY_S = 0.3
 
@@ -91,13 +95,15 @@ class PollLog:
             await self.app(scope, receive, send)
             return
         port = scope["client"][1]
-        if port not in self._owners:
-            # Resolved while the connection is open (a keep-alive connection keeps its port and its process).
-            self._owners[port] = await asyncio.to_thread(owner_of, port, self.port, self.replicas())
-        poll = Poll(task=match.group(match.lastindex or 0), replica=self._owners[port], start=time.monotonic())
+        poll = Poll(task=match.group(match.lastindex or 0), replica=self._owners.get(port), start=time.monotonic())
         self.polls.append(poll)
         self.in_flight.add(id(poll))
         try:
+            if port not in self._owners:
+                # Resolved at once, while the connection is open (a keep-alive connection keeps its port and its
+                # process); a connection whose process was killed meanwhile stays unknown (None).
+                self._owners[port] = owner_of(port, self.port, self.replicas())
+            poll.replica = self._owners[port]
             await self.app(scope, receive, send)
         finally:
             poll.end = time.monotonic()
@@ -112,30 +118,8 @@ class PollLog:
 
 
 def owner_of(client_port: int, server_port: int, replicas: dict[str, int]) -> str | None:
-    """The replica whose process holds the TCP connection 127.0.0.1:client_port -> :server_port (Linux /proc).
-
-    /proc/net/tcp is read in pieces, not as one snapshot: a busy table can skip a line, so a miss is read again."""
-    for _ in range(5):
-        found = _owner_of(client_port, server_port, replicas)
-        if found is not None:
-            return found
-        time.sleep(0.01)
-    return None
-
-
-def _owner_of(client_port: int, server_port: int, replicas: dict[str, int]) -> str | None:
-    inode = None
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as handle:
-            next(handle)
-            for line in handle:
-                parts = line.split()
-                local, remote = parts[1], parts[2]
-                if int(local.rsplit(":", 1)[1], 16) == client_port and int(remote.rsplit(":", 1)[1], 16) == server_port:
-                    inode = parts[9]
-                    break
-        if inode is not None:
-            break
+    """The replica whose process holds the TCP connection 127.0.0.1:client_port -> :server_port (Linux)."""
+    inode = tcp_inode(client_port, server_port)
     if inode is None:
         return None
     wanted = f"socket:[{inode}]"
@@ -146,6 +130,33 @@ def _owner_of(client_port: int, server_port: int, replicas: dict[str, int]) -> s
                     if os.readlink(f"/proc/{pid}/fd/{fd}") == wanted:
                         return name
     return None
+
+
+def tcp_inode(source_port: int, dest_port: int) -> int | None:
+    """The inode of the TCP socket 127.0.0.1:source_port -> 127.0.0.1:dest_port, asked of the kernel (sock_diag
+    netlink, one exact lookup: ~0.05 ms, where parsing /proc/net/tcp takes ~25 ms on a busy machine)."""
+    loopback = socket.inet_aton("127.0.0.1") + bytes(12)
+    # struct inet_diag_sockid: ports (big-endian), source and destination addresses, interface, no cookie.
+    sockid = (
+        struct.pack("!HH", source_port, dest_port)
+        + loopback
+        + loopback
+        + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)
+    )
+    request = struct.pack("=BBBxI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0xFFFFFFFF) + sockid
+    header = struct.pack("=IHHII", 16 + len(request), _SOCK_DIAG_BY_FAMILY, 1, 1, 0)  # NLM_F_REQUEST
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as diag:
+        diag.send(header + request)
+        answer = diag.recv(65536)
+    if struct.unpack_from("=IH", answer)[1] != _SOCK_DIAG_BY_FAMILY:
+        return None  # NLMSG_ERROR: no such socket (closed meanwhile)
+    # nlmsghdr (16) + struct inet_diag_msg: family, state, timer, retrans (4), sockid (48), expires, rqueue,
+    # wqueue, uid (16), inode.
+    inode: int = struct.unpack_from("=I", answer, 16 + 4 + 48 + 16)[0]
+    return inode
+
+
+_NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY = 4, 20
 
 
 # -- which replicas take requests --------------------------------------------------------------------------------
@@ -221,6 +232,13 @@ def rpm_burst(rotation: Rotation, key: str) -> Counter[int]:
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         return Counter(pool.map(one, range(RPM_REQUESTS)))
+
+
+def given_up(poll: Poll, killed_at: float) -> float:
+    """When the replica that sent a poll stopped waiting for its answer: when it had it, or when it died (the
+    emulator may answer a dead client's poll much later), or when its HTTP client gave up (POLL_TIMEOUT_S)."""
+    end = min(poll.end or float("inf"), poll.start + POLL_TIMEOUT_S)
+    return min(end, killed_at) if poll.replica in ("r0", None) and poll.start < killed_at else end
 
 
 def most_at_once(intervals: list[tuple[float, float]]) -> int:
@@ -337,9 +355,10 @@ def test_three_replicas_one_killed_every_task_once(tmp_path: Path, pg_database: 
                 # The middle of the run: replica 0 stops taking requests (none is cut off), then dies with -9
                 # in the middle of a poll of Kling (its lease held), its render workers with it.
                 rotation.retire(replicas[0])
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 20
                 while not logs["kling"].unanswered("r0") and time.monotonic() < deadline:
                     time.sleep(0.005)
+                waited = time.monotonic() - (began + marks["half created"])
                 r0_pid = pids()["r0"]
                 replicas[0].kill()
                 killed_at = time.monotonic()
@@ -361,6 +380,8 @@ def test_three_replicas_one_killed_every_task_once(tmp_path: Path, pg_database: 
                 f"at the kill: {unfinished} of {len(ids) // 2} tasks unfinished, {len(cut_off)} polls of the killed "
                 f"replica in flight, {rendering} renders running on it"
             )
+            recent = Counter(poll.replica for poll in logs["kling"].polls if killed_at - 5 < poll.start < killed_at)
+            print(f"waited {waited:.1f} s for a poll of the killed replica; Kling polls in the 5 s before: {recent}")
             assert cut_off, "the killed replica had no poll in flight: the lease check below would test nothing"
             assert unfinished >= 20, "most tasks had finished before the kill: it tested little"
             alive = replicas[1:]
@@ -406,14 +427,17 @@ def test_three_replicas_one_killed_every_task_once(tmp_path: Path, pg_database: 
                 for task, polls in per_task.items():
                     polls.sort(key=lambda poll: poll.start)
                     for before, after in itertools.pairwise(polls):
-                        assert after.start >= before.end, f"{name} task {task} polled twice at once: {before}, {after}"
+                        assert after.start >= given_up(before, killed_at), f"{name} {task}: {before} and {after}"
                 for poll in cut_off:
                     later = [p for p in per_task.get(poll.task, []) if p.start > poll.start]
                     if later:
                         assert later[0].start >= poll.start + LEASE_S / 2, (poll, later[0])
             polled_by = Counter(poll.replica for log in logs.values() for poll in log.polls)
             print(f"polls by replica: {dict(polled_by)}")
-            assert None not in polled_by and {"r0", "r1", "r2"} <= set(polled_by)
+            assert {"r0", "r1", "r2"} <= set(polled_by)
+            # The only polls whose sender is unknown are the killed replica's, cut off as they arrived.
+            unknown = [poll for log in logs.values() for poll in log.polls if poll.replica is None]
+            assert all(killed_at - 1 < poll.start < killed_at + 2 for poll in unknown), unknown
 
             # max_in_flight = 2 across the replicas: 2 of the 20 racing submits got through at first; upstream
             # never held more than 2 of the channel's tasks unfinished, and did hold 2.
