@@ -39,9 +39,8 @@ def fresh_database() -> Iterator[str]:
 def test_four_processes_migrate_one_fresh_database_at_once(fresh_database: str) -> None:
     code = f"from vidgate.store.db import migrate; migrate({fresh_database!r}, secret='s' * 32)"
     processes = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(4)
     ]
-    results = [
-        (process.wait(timeout=120), process.stderr.read().decode()[-2000:]) for process in processes if process.stderr
-    ]
-    assert [status for status, _ in results] == [0, 0, 0, 0], [error for status, error in results if status]
+    results = [(process.communicate(timeout=120)[1].decode()[-2000:], process.returncode) for process in processes]
+    assert [status for _, status in results] == [0, 0, 0, 0], [error for error, status in results if status]
