@@ -437,7 +437,7 @@ class Poller:
         except ProviderError as exc:
             log.info("task %s: upstream previews unavailable (%s); making our own", row.id, exc)
         async with self._media_slots:
-            await asyncio.to_thread(_previews, video, thumbnail, sprites)
+            await asyncio.to_thread(_previews, video, thumbnail, sprites, facts)
         root = self._settings.media_dir
         now = time.time()
         key = await key_store.get_key(self._db, key_id=row.key_id)
@@ -526,8 +526,14 @@ def lost_reads(row: Row) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _previews(video: Path, thumbnail: Path, sprites: Path) -> None:
+def _previews(video: Path, thumbnail: Path, sprites: Path, facts: media.Probe | None = None) -> None:
     # Previews are a convenience: a video that cannot give them is still a finished video.
+    if not thumbnail.exists() and not sprites.exists():
+        try:
+            media.make_previews(str(video), str(thumbnail), str(sprites), facts)  # one pass for both
+            return
+        except (media.MediaError, OSError):
+            log.warning("could not make previews for %s in one pass; trying each", video)
     for make, out in ((media.make_thumbnail, thumbnail), (media.make_spritesheet, sprites)):
         if out.exists():
             continue  # the upstream gave this one
