@@ -16,9 +16,12 @@ import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
+from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.fakes.base import make_mp4
 from tests.helpers import PG_ADMIN_URL, SHARED_DB_SECRET, pg_reachable
+from vidgate import media
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
 from vidgate.engine import poller as poller_module
@@ -397,3 +400,14 @@ async def test_a_callback_for_a_task_held_elsewhere_waits_for_the_lease(rig: Rig
     await rig.poller._tick()
     await rig.settle()
     assert rig.provider.reads == ["up-video_busy"]
+
+
+def test_previews_in_one_pass_are_the_same_images(tmp_path: Path) -> None:
+    video = tmp_path / "video.mp4"
+    video.write_bytes(make_mp4(160, 90, seconds=2.0))
+    media.make_thumbnail(str(video), str(tmp_path / "t1.webp"))
+    media.make_spritesheet(str(video), str(tmp_path / "s1.jpg"))
+    media.make_previews(str(video), str(tmp_path / "t2.webp"), str(tmp_path / "s2.jpg"))
+    for one, two in (("t1.webp", "t2.webp"), ("s1.jpg", "s2.jpg")):
+        with Image.open(tmp_path / one) as first, Image.open(tmp_path / two) as second:
+            assert first.size == second.size and first.tobytes() == second.tobytes()

@@ -54,8 +54,6 @@ MAX_IDLE_SLEEP_S = 1.0
 # once per channel (an upstream's rate limit is per account).
 GLOBAL_CONCURRENCY = 512
 PER_CHANNEL_CONCURRENCY = 32
-# Finished videos probed and previewed at once (CPU work, in threads).
-MEDIA_CONCURRENCY = 2
 # A task the upstream says it does not know is failed only after this many such reads in a row.
 LOST_CONFIRMATIONS = 3
 _LOST = "the upstream does not know the task"
@@ -110,9 +108,6 @@ class Poller:
         self._channel_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(PER_CHANNEL_CONCURRENCY)
         )
-        # Probing and previews are CPU work in threads: more of them at once than cores only slows the loop
-        # (their threads contend for the GIL with it) and every read waiting on it.
-        self._media_slots = asyncio.Semaphore(MEDIA_CONCURRENCY)
         self._inflight: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()
         self._saturated = False
@@ -426,8 +421,7 @@ class Poller:
         try:
             async with self._channel_slots[row.channel]:
                 await provider.download(progress, creds, video)
-            async with self._media_slots:
-                facts = await asyncio.to_thread(media.probe, str(video))
+            facts = await asyncio.to_thread(media.probe, str(video))
         except (ProviderError, media.MediaError, OSError) as exc:
             await self._retry_later(row, f"download: {exc}")
             return
@@ -437,8 +431,7 @@ class Poller:
             await provider.download_previews(progress, row.upstream_id or "", creds, folder)
         except ProviderError as exc:
             log.info("task %s: upstream previews unavailable (%s); making our own", row.id, exc)
-        async with self._media_slots:
-            await asyncio.to_thread(_previews, video, thumbnail, sprites)
+        await asyncio.to_thread(_previews, video, thumbnail, sprites, facts)
         # Into storage at once (for s3://, the local copies go: they were only for probing and previews).
         storage, prefix = self._submitter.storage, task_key(row.id)
         stored: dict[str, str] = {}
@@ -549,8 +542,14 @@ def lost_reads(row: Row) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _previews(video: Path, thumbnail: Path, sprites: Path) -> None:
+def _previews(video: Path, thumbnail: Path, sprites: Path, facts: media.Probe | None = None) -> None:
     # Previews are a convenience: a video that cannot give them is still a finished video.
+    if not thumbnail.exists() and not sprites.exists():
+        try:
+            media.make_previews(str(video), str(thumbnail), str(sprites), facts)  # one pass for both
+            return
+        except (media.MediaError, OSError):
+            log.warning("could not make previews for %s in one pass; trying each", video)
     for make, out in ((media.make_thumbnail, thumbnail), (media.make_spritesheet, sprites)):
         if out.exists():
             continue  # the upstream gave this one
