@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from vidgate import __version__, netguard, redact
-from vidgate.api import admin, content, dashscope, docs, errors, openai_videos, playground, usage
+from vidgate.api import admin, callbacks, content, dashscope, docs, errors, openai_videos, playground, usage
 from vidgate.api.content import ContentFastPath
 from vidgate.api.deps import Services
 from vidgate.api.fast import StatusFastPath
@@ -22,6 +22,7 @@ from vidgate.api.middleware import Measure, RequestId
 from vidgate.api.schemas import openapi_document
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
+from vidgate.engine.callbacks import CallbackSigner
 from vidgate.engine.health import ChannelHealth
 from vidgate.engine.poller import Poller
 from vidgate.engine.submit import Submitter
@@ -78,8 +79,17 @@ def create_app(settings: Settings) -> ASGIApp:
         await health.start()
         storage = storage_from_settings(settings)
         log.info("stored media go to %s", storage.describe())
+        # Providers that accept a callback URL get vidgate's signed one for each task (engine/callbacks.py).
+        signer = CallbackSigner(settings.secret)
         submitter = Submitter(
-            settings=settings, db=db, registry=registry, http=http, health=health, metrics=metrics, storage=storage
+            settings=settings,
+            db=db,
+            registry=registry,
+            http=http,
+            health=health,
+            metrics=metrics,
+            storage=storage,
+            callback_url=partial(signer.url, settings.public_url),
         )
         deliverer = Deliverer(settings=settings, db=db, http=http, metrics=metrics)
         poller = Poller(
@@ -93,6 +103,7 @@ def create_app(settings: Settings) -> ASGIApp:
         submitter.on_created = poller.wake
         for provider in registry.providers.values():
             provider.use_database(db)
+            provider.use_storage(storage)
             await provider.start(poller.wake)
         poller.start()
         deliverer.start()
@@ -157,6 +168,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(playground.router)
     app.include_router(docs.router)
     app.include_router(usage.router)
+    app.include_router(callbacks.router)
     capped = BodyLimit(app, limit=settings.max_upload_bytes + FORM_OVERHEAD)
     # The status and content fast paths read no body, so they sit outside the cap (the hottest routes).
     return Measure(RequestId(StatusFastPath(ContentFastPath(capped, running), running)), metrics=metrics)

@@ -322,7 +322,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             "max_keepalive_connections": limits.max_keepalive_connections,
             "keepalive_expiry": limits.keepalive_expiry,
         }
-        self._allowed = httpcore.AsyncConnectionPool(network_backend=inner, **options)
+        # The allowed hosts are the channels' own API hosts, read over and over by the poller: their connections
+        # (TLS handshakes are the dearest part of a poll) are kept open longer.
+        # (Not too many: httpcore checks every pooled connection for expiry on each request.)
+        warm = {**options, "max_connections": max(200, limits.max_connections or 0)}
+        warm["keepalive_expiry"] = max(60.0, limits.keepalive_expiry or 0.0)
+        self._allowed = httpcore.AsyncConnectionPool(network_backend=inner, **warm)
         self._guarded = httpcore.AsyncConnectionPool(network_backend=GuardedBackend(inner, resolver), **options)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -8,10 +8,12 @@ the top of each handler, then `self.fault(kind_of_call)` to apply whatever failu
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import random
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -22,6 +24,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 import av
+import httpx
 import numpy as np
 import orjson
 import uvicorn
@@ -144,6 +147,10 @@ def make_mp4(width: int = 160, height: int = 96, seconds: float = 1.0, fps: int 
     return buffer.getvalue()
 
 
+_JSON = {"content-type": "application/json"}
+_TLS = ssl.create_default_context()
+
+
 class FakeUpstream:
     """Base of every emulator: server lifecycle, history, faults, and a signed-URL file store."""
 
@@ -159,6 +166,8 @@ class FakeUpstream:
         self.app = Starlette(routes=[*self.routes(), Route("/_files/{name}", self._serve_file)])
         self.file_ttl_s = 3600.0
         self._file_secret = secrets.token_hex(8)
+        # Every callback POST made (url, the receiver's HTTP status or None when unreachable, when it was sent).
+        self.callbacks_sent: list[tuple[str, int | None, float]] = []
 
     # -- to be provided by each emulator ---------------------------------------------------------
 
@@ -230,6 +239,17 @@ class FakeUpstream:
             return CutConnection()
         return None
 
+    async def call_back(self, url: str, payload: Any) -> None:
+        """POST `payload` to a task's callback URL, as the vendor does on a status change (no retry)."""
+        at = time.time()
+        try:
+            # The TLS context is made once (making one per client costs milliseconds).
+            async with httpx.AsyncClient(trust_env=False, timeout=5.0, verify=_TLS) as http:
+                status: int | None = (await http.post(url, content=orjson.dumps(payload), headers=_JSON)).status_code
+        except httpx.HTTPError:
+            status = None
+        self.callbacks_sent.append((url, status, at))
+
     def calls(self, path_contains: str = "", method: str | None = None) -> list[Recorded]:
         return [r for r in self.history if path_contains in r.path and (method is None or r.method == method)]
 
@@ -240,9 +260,14 @@ class FakeUpstream:
         expires = int(time.time() + self.file_ttl_s)
         return f"{self.base_url}/_files/{name}?Expires={expires}&Signature={self._sign(name, expires)}"
 
-    def _sign(self, name: str, expires: int) -> str:
-        import hashlib
+    def publish_shared(self, data: bytes, suffix: str = "mp4") -> str:
+        """publish() for bytes many tasks share: stored once, each task still gets its own signed URL."""
+        name = f"shared-{hashlib.sha256(data).hexdigest()[:16]}.{suffix}"
+        self.files.setdefault(name, data)
+        expires = int(time.time() + self.file_ttl_s)
+        return f"{self.base_url}/_files/{name}?Expires={expires}&Signature={self._sign(name, expires)}"
 
+    def _sign(self, name: str, expires: int) -> str:
         return hashlib.sha256(f"{self._file_secret}:{name}:{expires}".encode()).hexdigest()[:24]
 
     async def _serve_file(self, request: Request) -> Response:

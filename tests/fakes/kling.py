@@ -7,6 +7,7 @@ noted next to the code (e.g. an unknown model is 400/1201, not 404/1203).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -15,6 +16,7 @@ import io
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +82,8 @@ class KlingTask:
     status: str = "submitted"
     status_msg: str = ""
     videos: list[dict[str, str]] = field(default_factory=list)
+    callback_url: str | None = None
+    finished_at: float | None = None  # time.time() when it reached succeed/failed
 
 
 def now_ms() -> int:
@@ -87,7 +91,12 @@ def now_ms() -> int:
 
 
 class FakeKling(FakeUpstream):
-    """Kling emulator. `polls_per_step` query polls move a task one state along (submitted→processing→succeed)."""
+    """Kling emulator. `polls_per_step` query polls move a task one state along (submitted→processing→succeed).
+
+    With `finish_after_s` set, tasks run by the clock instead: processing at once, finished that many seconds
+    after creation whatever the polls, and a task created with a `callback_url` gets the task object POSTed
+    to it on each of those status changes (as Kling does).
+    """
 
     name = "kling"
 
@@ -105,6 +114,14 @@ class FakeKling(FakeUpstream):
         self._fail_next: list[str] = []
         # The docs ask for >=300 px images; tests of other components may lower this to send tiny images.
         self.min_image_px = 300
+        # Seconds from creation to the end (or a function drawing them per task); None: tasks move by polls.
+        self.finish_after_s: float | Callable[[], float] | None = None
+        # How long every query waits before it answers (an upstream's latency).
+        self.query_latency_s = 0.0
+        # One video per frame size for every task (cheap, for benchmarks), instead of a distinct one per task.
+        self.reuse_video = False
+        self._videos: dict[tuple[int, int], bytes] = {}
+        self._callback_jobs: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         super().__init__()
 
@@ -125,6 +142,9 @@ class FakeKling(FakeUpstream):
         self._fail_next.clear()
         self.file_ttl_s = 3600.0
         self.min_image_px = 300
+        self.finish_after_s = None
+        self.query_latency_s = 0.0
+        self.callbacks_sent.clear()
 
     def claims_of(self, entry: Recorded) -> dict[str, Any] | None:
         return self._claims_by_entry.get(id(entry))
@@ -295,6 +315,8 @@ class FakeKling(FakeUpstream):
                 if exc.response is not None:
                     return exc.response
                 injected = exc.kind
+            if self.query_latency_s:
+                await asyncio.sleep(self.query_latency_s)
             task = self.tasks.get(wanted) or self.task_by_external_id(wanted)
             if task is None or task.kind != kind or injected == "not_found":
                 raise KlingError(404, 1203, "requested resource does not exist: task not found")
@@ -345,6 +367,9 @@ class FakeKling(FakeUpstream):
         else:
             aspect = self._check_images(body)
         external = self._check_external_id(body)
+        callback = body.get("callback_url")
+        if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
+            raise KlingError(400, 1201, "callback_url must be an http(s) URL")
         ts = now_ms()
         fail = self._fail_next.pop(0) if self._fail_next else None
         if fail is None and "FAIL" in str(body.get("prompt") or ""):
@@ -360,9 +385,33 @@ class FakeKling(FakeUpstream):
             created_at=ts,
             updated_at=ts,
             fail_message=fail,
+            callback_url=callback,
         )
         self.tasks[task.task_id] = task
+        if self.finish_after_s is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._by_clock, task, "processing")
+            after = self.finish_after_s() if callable(self.finish_after_s) else self.finish_after_s
+            loop.call_later(after, self._by_clock, task, "succeed")
         return task
+
+    def _by_clock(self, task: KlingTask, status: str) -> None:
+        """Move a clock-driven task along and call back."""
+        if task.status in ("succeed", "failed"):
+            return
+        task.updated_at = now_ms()
+        if status != "succeed":
+            task.status = status
+        elif task.fail_message is not None:
+            task.status, task.status_msg = "failed", task.fail_message
+        else:
+            self._finish(task)
+        if task.status in ("succeed", "failed"):
+            task.finished_at = time.time()
+        if task.callback_url:
+            job = asyncio.get_running_loop().create_task(self.call_back(task.callback_url, self._task_data(task)))
+            self._callback_jobs.add(job)
+            job.add_done_callback(self._callback_jobs.discard)
 
     @staticmethod
     def _check_model(kind: str, body: dict[str, Any]) -> str:
@@ -495,7 +544,7 @@ class FakeKling(FakeUpstream):
 
     def _advance(self, task: KlingTask) -> None:
         """Count a poll; every `polls_per_step` polls move the task one state along."""
-        if task.status in ("succeed", "failed"):
+        if task.status in ("succeed", "failed") or self.finish_after_s is not None:
             return
         task.polls += 1
         step = min(task.polls // self.polls_per_step, len(STATES) - 1)
@@ -507,15 +556,23 @@ class FakeKling(FakeUpstream):
             task.status = status
         elif task.fail_message is not None:
             task.status, task.status_msg = "failed", task.fail_message
+            task.finished_at = time.time()
         else:
             self._finish(task)
 
     def _finish(self, task: KlingTask) -> None:
         # Published at completion so a test can set file_ttl_s beforehand to get an already-expired URL.
         width, height = FRAME_SIZES[task.aspect_ratio]
-        url = self.publish(make_mp4(width, height, seed=len(self.tasks)))
+        if self.reuse_video:
+            video = self._videos.get((width, height)) or self._videos.setdefault(
+                (width, height), make_mp4(width, height)
+            )
+            url = self.publish_shared(video)
+        else:
+            url = self.publish(make_mp4(width, height, seed=len(self.tasks)))
         task.videos = [{"id": str(uuid.uuid4()), "url": url, "duration": f"{task.duration}.0"}]
         task.status = "succeed"
+        task.finished_at = time.time()
 
     def _task_data(self, task: KlingTask) -> dict[str, Any]:
         info = {"external_task_id": task.external_task_id} if task.external_task_id else {}

@@ -7,6 +7,7 @@ next to the code.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
@@ -88,6 +89,8 @@ class ViduTask:
     state: str = "created"
     err_code: str = ""
     creations: list[dict[str, str]] = field(default_factory=list)
+    callback_url: str | None = None
+    finished_at: float | None = None  # time.time() when it reached success/failed
 
 
 def rfc3339_now() -> str:
@@ -106,7 +109,12 @@ def model_family(model: str) -> str:
 
 class FakeVidu(FakeUpstream):
     """Vidu emulator. `polls_per_step` query polls move a task one state along
-    (created→queueing→processing→success)."""
+    (created→queueing→processing→success).
+
+    With `finish_after_s` set, tasks run by the clock instead (processing at once, finished that many seconds
+    after creation), and a task created with a `callback_url` gets the query body POSTed to it on each of
+    those status changes (as Vidu does).
+    """
 
     name = "vidu"
 
@@ -121,6 +129,8 @@ class FakeVidu(FakeUpstream):
         self.reject_null_images = False
         self._fail_next: list[str] = []
         self._ids = itertools.count(1)
+        self.finish_after_s: float | None = None
+        self._callback_jobs: set[asyncio.Task[None]] = set()
         super().__init__()
 
     # -- public knobs -------------------------------------------------------------------------------------
@@ -138,6 +148,8 @@ class FakeVidu(FakeUpstream):
         self._fail_next.clear()
         self.file_ttl_s = 3600.0
         self.reject_null_images = False
+        self.finish_after_s = None
+        self.callbacks_sent.clear()
 
     # -- FakeUpstream hooks -----------------------------------------------------------------------------
 
@@ -285,7 +297,32 @@ class FakeVidu(FakeUpstream):
         params["movement_amplitude"] = self._check_enum(body, "movement_amplitude", "auto", AMPLITUDES)
         params.update(self._check_flags(body))
         params["payload"] = self._check_payload(body)
-        return self._store(endpoint, params, body)
+        callback = body.get("callback_url")
+        if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
+            raise invalid("callback_url")
+        task = self._store(endpoint, params, body)
+        task.callback_url = callback
+        if self.finish_after_s is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._by_clock, task, "processing")
+            loop.call_later(self.finish_after_s, self._by_clock, task, "success")
+        return task
+
+    def _by_clock(self, task: ViduTask, state: str) -> None:
+        """Move a clock-driven task along and call back."""
+        if task.state in ("success", "failed"):
+            return
+        if state != "success":
+            task.state = state
+        elif task.fail_code is not None:
+            task.state, task.err_code = "failed", task.fail_code
+            task.finished_at = time.time()
+        else:
+            self._finish(task)
+        if task.callback_url:
+            job = asyncio.get_running_loop().create_task(self.call_back(task.callback_url, self._task_data(task)))
+            self._callback_jobs.add(job)
+            job.add_done_callback(self._callback_jobs.discard)
 
     def _store(self, endpoint: str, params: dict[str, Any], body: dict[str, Any]) -> ViduTask:
         fail = self._fail_next.pop(0) if self._fail_next else None
@@ -457,7 +494,7 @@ class FakeVidu(FakeUpstream):
 
     def _advance(self, task: ViduTask) -> None:
         """Count a poll; every `polls_per_step` polls move the task one state along."""
-        if task.state in ("success", "failed"):
+        if task.state in ("success", "failed") or self.finish_after_s is not None:
             return
         task.polls += 1
         state = STATES[min(task.polls // self.polls_per_step, len(STATES) - 1)]
@@ -465,6 +502,7 @@ class FakeVidu(FakeUpstream):
             task.state = state
         elif task.fail_code is not None:
             task.state, task.err_code = "failed", task.fail_code
+            task.finished_at = time.time()
         else:
             self._finish(task)
 
@@ -481,6 +519,7 @@ class FakeVidu(FakeUpstream):
             }
         ]
         task.state = "success"
+        task.finished_at = time.time()
 
     @staticmethod
     def _task_data(task: ViduTask) -> dict[str, Any]:

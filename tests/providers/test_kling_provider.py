@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -382,7 +383,10 @@ def only_post(upstream: FakeKling, kind: str) -> dict[str, Any]:
     assert abs(claims["nbf"] + 5 - entry.at) < 5
     token = entry.headers["authorization"].removeprefix("Bearer ")
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
-    body: dict[str, Any] = entry.json
+    body: dict[str, Any] = dict(entry.json)
+    # vidgate's signed callback URL for the task (engine/callbacks.py).
+    callback = rf"http://127\.0\.0\.1:\d+/callbacks/kling/{body['external_task_id']}\?sig=[0-9a-f]{{64}}"
+    assert re.fullmatch(callback, body.pop("callback_url"))
     return body
 
 

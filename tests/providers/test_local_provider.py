@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import assert_mp4
-from vidgate.providers.base import Credentials, Progress, VideoRequest
-from vidgate.providers.local import LocalProvider
+from vidgate.providers.base import Credentials, MediaInput, Progress, VideoRequest
+from vidgate.providers.local import LocalProvider, Rendered
+from vidgate.storage import FileStorage, Storage
 from vidgate.store import render_jobs
 from vidgate.store.db import create_engine, migrate
 
@@ -38,9 +42,11 @@ async def db(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def started(work_dir: Path, db: AsyncEngine, **options: float) -> LocalProvider:
+async def started(work_dir: Path, db: AsyncEngine, storage: Storage | None = None, **options: float) -> LocalProvider:
     provider = LocalProvider(work_dir, workers=1, http=httpx.AsyncClient(), **options)  # type: ignore[arg-type]
     provider.use_database(db)
+    if storage is not None:
+        provider.use_storage(storage)
     await provider.start(lambda task_id: None)
     return provider
 
@@ -110,17 +116,18 @@ async def test_workers_start_on_the_first_render_and_exit_when_idle(tmp_path: Pa
 
 
 async def test_one_process_renders_a_job_and_another_takes_over_a_lapsed_lease(tmp_path: Path, db: AsyncEngine) -> None:
-    here = await started(tmp_path / "here", db, lease_s=1.0)
-    there = await started(tmp_path / "there", db, lease_s=1.0)
+    shared = FileStorage(tmp_path / "shared")
+    here = await started(tmp_path / "here", db, lease_s=1.0, storage=shared)
+    there = await started(tmp_path / "there", db, lease_s=1.0, storage=shared)
     try:
         await here.submit(SHORT, CREDS, task_id="video_shared")
         # Polled by the other process meanwhile: it reports the job, it does not render it a second time.
         await there.poll("video_shared", CREDS)
         assert "video_shared" not in there._running
         assert (await poll_until(here, "video_shared")).state == "completed"
-        # Any process on this machine sees the finished video where the job put it.
+        # Any process sees the finished video where the job stored it (a folder shared by both here).
         seen = await there.poll("video_shared", CREDS)
-        assert seen.state == "completed" and seen.video_path == (tmp_path / "here" / "out" / "video_shared.mp4")
+        assert seen.state == "completed" and seen.video_path == (tmp_path / "shared" / "local/out/video_shared.mp4")
 
         # A process that claimed a job and died: its lease lapses and the next poll renders the job here.
         await render_jobs.insert(db, task_id="video_orphan", spec=_spec_of(SHORT), now=time.time())
@@ -135,6 +142,86 @@ async def test_one_process_renders_a_job_and_another_takes_over_a_lapsed_lease(t
     finally:
         await here.close()
         await there.close()
+
+
+async def test_replicas_on_two_machines_share_renders_through_object_storage(tmp_path: Path, db: AsyncEngine) -> None:
+    """Two processes with their own work dirs (two machines) and one database and S3 bucket: what one renders
+    the other serves; a job handed back by one is rendered by the other from inputs it fetches from storage."""
+    from tests.s3 import moto_s3
+    from vidgate.storage.s3 import S3Location, S3Storage
+
+    with moto_s3() as s3:
+        bucket = s3.create_bucket()
+
+        def storage() -> S3Storage:
+            return S3Storage(
+                S3Location(
+                    bucket=bucket,
+                    prefix="media",
+                    endpoint_url=s3.endpoint,
+                    region="us-east-1",
+                    access_key="test",
+                    secret_key="test",
+                )
+            )
+
+        here = await started(tmp_path / "here", db, storage=storage())
+        there = await started(tmp_path / "there", db, storage=storage())
+        try:
+            await here.submit(SHORT, CREDS, task_id="video_here")
+            assert (await poll_until(here, "video_here")).state == "completed"
+            assert s3.keys(bucket, "media/local/") == ["media/local/out/video_here.mp4"]
+            assert not list((tmp_path / "here" / "out").iterdir())  # uploaded, not kept on the rendering machine
+            # The other machine has no file: its poll finds the render in storage and its download fetches it.
+            seen = await there.poll("video_here", CREDS)
+            assert isinstance(seen, Rendered) and seen.state == "completed" and seen.video_path is None
+            assert "video_here" not in there._running
+            await there.download(seen, CREDS, tmp_path / "served" / "video.mp4")
+            assert_mp4(tmp_path / "served" / "video.mp4", width=64, height=64, seconds=1)
+            await there.release("video_here", CREDS)
+            assert s3.keys(bucket, "media/local/") == []
+            assert await render_jobs.get(db, task_id="video_here") is None
+
+            # An i2v job submitted here whose process stops at once: its input went to storage with the job, so
+            # the other machine renders it, though the submitter's files are gone with its machine.
+            image = tmp_path / "upload" / "first.png"
+            image.parent.mkdir()
+            Image.new("RGB", (96, 64), (200, 40, 40)).save(image)
+            i2v = replace(
+                SHORT, mode="i2v", inputs=(MediaInput(role="first_frame", field="input_reference", path=image),)
+            )
+            await here.submit(i2v, CREDS, task_id="video_moved")
+            await here.close()
+            shutil.rmtree(tmp_path / "here")
+            shutil.rmtree(image.parent)
+            assert s3.keys(bucket, "media/local/in/") == ["media/local/in/video_moved/first_image.png"]
+            result = await poll_until(there, "video_moved")
+            assert isinstance(result, Rendered), result
+            await there.download(result, CREDS, tmp_path / "served" / "moved.mp4")
+            assert_mp4(tmp_path / "served" / "moved.mp4", width=64, height=64, seconds=1)
+            job = await render_jobs.get(db, task_id="video_moved")
+            assert job is not None and job.runs == 2  # claimed here first, then rendered there
+            await there.release("video_moved", CREDS)
+            assert s3.keys(bucket, "media/local/") == []
+        finally:
+            await here.close()
+            await there.close()
+
+
+async def test_a_done_render_whose_output_is_gone_is_rendered_again(tmp_path: Path, db: AsyncEngine) -> None:
+    provider = await started(tmp_path, db, storage=FileStorage(tmp_path / "media"))
+    try:
+        await provider.submit(SHORT, CREDS, task_id="video_lost")
+        done = await poll_until(provider, "video_lost")
+        assert done.state == "completed" and done.video_path == tmp_path / "media/local/out/video_lost.mp4"
+        done.video_path.unlink()
+        assert (await provider.poll("video_lost", CREDS)).state == "queued"
+        again = await poll_until(provider, "video_lost")
+        assert again.state == "completed" and again.video_path is not None and again.video_path.exists()
+        job = await render_jobs.get(db, task_id="video_lost")
+        assert job is not None and job.runs == 2
+    finally:
+        await provider.close()
 
 
 def _spec_of(req: VideoRequest) -> dict[str, object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -14,7 +14,23 @@ from vidgate.status import TaskStatus
 from vidgate.store import usage
 from vidgate.store.keys import KeyRecord
 from vidgate.store.tables import webhook_deliveries
-from vidgate.store.tasks import Effect, TaskRow
+from vidgate.store.tasks import Effect
+
+
+class Billable(Protocol):
+    """What billing reads of a task (a TaskRow, or the poller's lean PollRow)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def seconds(self) -> int: ...
+    @property
+    def price_micros(self) -> int: ...
+
 
 EVENT_TYPES = {
     TaskStatus.COMPLETED: "video.completed",
@@ -23,7 +39,7 @@ EVENT_TYPES = {
 }
 
 
-def settlement(row: TaskRow, *, real_duration: float | None) -> Effect | None:
+def settlement(row: Billable, *, real_duration: float | None) -> Effect | None:
     """Settle a completed task on its real length: the difference to the reservation (≤ 0)."""
     if not row.price_micros:
         return None
@@ -36,14 +52,14 @@ def settlement(row: TaskRow, *, real_duration: float | None) -> Effect | None:
     )
 
 
-def refund(row: TaskRow) -> Effect | None:
+def refund(row: Billable) -> Effect | None:
     """Give back a failed, expired or cancelled task's reservation."""
     if not row.price_micros:
         return None
     return usage.entry(key_id=row.key_id, task_id=row.id, model=row.model, kind="refund", amount=-row.price_micros)
 
 
-def webhook_event(row: TaskRow, key: KeyRecord | None, status: TaskStatus) -> Effect | None:
+def webhook_event(row: Billable, key: KeyRecord | None, status: TaskStatus) -> Effect | None:
     """The event to deliver for this transition, in the shape OpenAI's video webhooks use."""
     if key is None or not key.webhook_url or status not in EVENT_TYPES:
         return None

@@ -23,6 +23,8 @@ from vidgate.providers.http import download_to
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from vidgate.storage import Storage
+
 Mode = Literal["t2v", "i2v", "kf2v", "a2v"]
 Role = Literal["first_frame", "last_frame", "audio"]
 TIERS = ("480P", "720P", "1080P")
@@ -449,6 +451,15 @@ class Provider(ABC):
 
     def use_database(self, db: AsyncEngine) -> None:  # noqa: B027 - optional hook
         """Called before start() with the app's database, for providers that keep their own state in it."""
+
+    def use_storage(self, storage: Storage) -> None:  # noqa: B027 - optional hook
+        """Called before start() with the app's storage, for providers that keep files every replica must see."""
+
+    def callback_answer(self, body: bytes) -> dict[str, Any] | None:
+        """What to answer a signed callback whose body asks for more than an acknowledgement (MiniMax's
+        `{"challenge": …}` handshake: echo it), or None for the uniform acknowledgement. `body` is untrusted
+        (at most callbacks.MAX_BODY_BYTES); the answer must not depend on anything but the body itself."""
+        return None
 
     async def start(self, notify: Notify) -> None:  # noqa: B027 - optional hook
         """Called once when the app starts; `notify(upstream_id)` wakes the poller."""

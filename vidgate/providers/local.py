@@ -4,7 +4,14 @@ Each job is a row in the database (store/render_jobs.py), so any process or repl
 process that claims a job holds it under a lease, renews the lease while the render runs (recording its
 progress on the row), and marks the row done or failed. A job whose process stopped or was killed is claimed
 by whichever process polls it next and rendered again from its spec; rendering is deterministic, so a
-restarted job produces the same bytes. The output goes to `<media_dir>/local/out/`, and the engine stores it.
+restarted job produces the same bytes.
+
+The output goes into the app's storage (`use_storage`) as `local/out/<task id>.mp4` before the job is marked
+done, so any replica's poll and download find it, on any machine: with the default `file:` storage at
+media_dir that key is the very file the worker wrote (nothing is moved); with `s3://` it is uploaded. Inputs
+(images, audio) go into an object storage too (`local/in/<task id>/`), so a replica on another machine
+renders an i2v or kf2v job as well; with a folder storage they are read where the submitting process put them.
+Without `use_storage` (unit tests) the storage is the work dir itself.
 
 Renders run in worker processes so the event loop never blocks. Workers start on the first render (spawned:
 a fresh interpreter, not a fork of this threaded process) and exit after `idle_s` with nothing to render, so
@@ -30,6 +37,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -39,7 +47,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.config import Settings
-from vidgate.errors import UpstreamRejected, UpstreamTransient
+from vidgate.errors import StorageUnavailable, UpstreamRejected, UpstreamTransient
 from vidgate.providers.base import (
     AUDIO,
     SEED,
@@ -51,6 +59,7 @@ from vidgate.providers.base import (
     Submitted,
     VideoRequest,
 )
+from vidgate.storage import FileStorage, Storage
 from vidgate.store import render_jobs
 from vidgate.store.render_jobs import CANCELLED, DONE, FAILED, QUEUED
 
@@ -84,10 +93,19 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 LEASE_S = 10.0
 # How long render workers stay with nothing to render before they exit.
 IDLE_S = 60.0
-# The job row's key for the output path (beside the render spec).
-OUT = "out"
+# The job spec's key for the storage keys of its inputs, by spec field (object storage only).
+INPUTS = "inputs"
+# The spec fields that name input files.
+_INPUT_FIELDS = ("first_image", "last_image", "audio_path")
 
 log = logging.getLogger("vidgate.local")
+
+
+@dataclass(frozen=True)
+class Rendered(Progress):
+    """A finished render kept in object storage under `key` (download fetches it from there)."""
+
+    key: str = ""
 
 
 def from_settings(settings: Settings, http: httpx.AsyncClient) -> LocalProvider:
@@ -122,6 +140,9 @@ class LocalProvider(Provider):
         self._idle_s = idle_s
         self._lease_s = lease_s
         self._db: AsyncEngine | None = None
+        # Where finished renders (and, for object storage, inputs) go; `use_storage` puts them in the app's.
+        self._storage: Storage = FileStorage(work_dir)
+        self._prefix = ""
         self._owner = f"render-{os.getpid()}-{secrets.token_hex(4)}"
         self._pool: ProcessPoolExecutor | None = None
         self._running: dict[str, Future[tuple[str, str]]] = {}
@@ -137,6 +158,11 @@ class LocalProvider(Provider):
 
     def use_database(self, db: AsyncEngine) -> None:
         self._db = db
+
+    def use_storage(self, storage: Storage) -> None:
+        """Keep render outputs (and inputs) in the app's storage, under `local/`, where every replica reads them."""
+        self._storage = storage
+        self._prefix = "local/"
 
     @property
     def workers_running(self) -> bool:
@@ -177,7 +203,10 @@ class LocalProvider(Provider):
     ) -> Submitted:
         if not req.prompt and req.mode == "t2v":
             raise UpstreamRejected("a prompt is required", param="prompt")
-        spec = {**_spec(req), OUT: str(self._out_path(task_id).resolve())}
+        spec = _spec(req)
+        inputs = await self._store_inputs(task_id, spec)
+        if inputs:
+            spec[INPUTS] = inputs
         await render_jobs.insert(self._store(), task_id=task_id, spec=spec, now=time.time())
         await self._take(task_id)
         return Submitted(upstream_id=task_id)
@@ -197,11 +226,16 @@ class LocalProvider(Provider):
         if job is None:
             return Progress(state="failed", error_code="render_lost", error_message="The render job is gone.")
         if job.state == DONE:
-            out = _out_of(job.spec, self._out_path(upstream_id))
-            if out.exists():
-                return Progress(state="completed", progress=100, video_path=out)
-            # Rendered by a replica on another machine: not visible here yet.
-            return Progress(state="in_progress", progress=99)
+            key = self._out_key(upstream_id)
+            local = self._storage.local_path(key)
+            if local is not None and await asyncio.to_thread(local.exists):
+                return Progress(state="completed", progress=100, video_path=local)
+            if local is None and await self._storage.exists(key):
+                return Rendered(state="completed", progress=100, key=key)
+            # Marked done but its output is gone (deleted by hand, or storage was lost): render it again.
+            log.warning("render %s is done but %s is missing: rendering it again", upstream_id, key)
+            await render_jobs.reopen(self._store(), task_id=upstream_id, now=time.time())
+            return Progress(state="queued", progress=0)
         if job.state == FAILED:
             return Progress(state="failed", error_code="render_failed", error_message=job.error or "render failed")
         if job.state == CANCELLED:
@@ -227,6 +261,15 @@ class LocalProvider(Provider):
             future.cancel()
 
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
+        if isinstance(result, Rendered):
+            # In object storage (rendered here or on any replica): fetch a copy; release deletes the object.
+            try:
+                found = await self._storage.fetch(result.key, dest)
+            except StorageUnavailable as exc:
+                raise UpstreamTransient(f"local render output unavailable: {exc}") from exc
+            if not found:
+                raise UpstreamTransient(f"local render output {result.key} is missing")
+            return
         if result.video_path is None:
             raise UpstreamTransient("local render reported no file")
         # Link, not move: until the task row says completed, the render must still be findable here.
@@ -234,17 +277,24 @@ class LocalProvider(Provider):
 
     async def release(self, upstream_id: str, creds: Credentials) -> None:
         job = await render_jobs.get(self._store(), task_id=upstream_id)
-        out = _out_of(job.spec if job else {}, self._out_path(upstream_id))
         await render_jobs.delete(self._store(), task_id=upstream_id)
-        paths = (
+        out = self._out_path(upstream_id)
+        paths = [
             self._progress_path(upstream_id),
             self._cancel_path(upstream_id),
             out,
             out.with_name(f"{upstream_id}.mp4.part"),
-        )
+            *self._fetched_inputs(upstream_id, job.spec if job else {}).values(),
+        ]
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        try:
+            await self._storage.delete([self._out_key(upstream_id)])
+            if job is not None and job.spec.get(INPUTS):
+                await self._storage.delete_tree(f"{self._prefix}in/{upstream_id}")
+        except StorageUnavailable as exc:
+            log.warning("render %s: its stored files were not deleted (%s)", upstream_id, exc)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -264,6 +314,13 @@ class LocalProvider(Provider):
         job = await render_jobs.get(self._store(), task_id=task_id)
         if job is None:
             return
+        try:
+            spec = await self._local_inputs(task_id, job.spec)
+        except (StorageUnavailable, OSError) as exc:
+            # Hand the job back: the next poll (here or anywhere) tries again.
+            log.warning("render %s: its inputs cannot be fetched (%s)", task_id, exc)
+            await render_jobs.settle(self._store(), task_id=task_id, owner=self._owner, state=QUEUED, now=time.time())
+            return
         # A render stopped half-way (shutdown, crash) left its marks: this run starts from frame 0.
         for path in (self._progress_path(task_id), self._cancel_path(task_id)):
             with contextlib.suppress(FileNotFoundError):
@@ -275,8 +332,8 @@ class LocalProvider(Provider):
             self._pool = _new_pool(self._workers)
         future = self._pool.submit(
             _render_job,
-            {name: value for name, value in job.spec.items() if name != OUT},
-            str(_out_of(job.spec, self._out_path(task_id))),
+            spec,
+            str(self._out_path(task_id)),
             str(self._progress_path(task_id)),
             str(self._cancel_path(task_id)),
         )
@@ -346,7 +403,20 @@ class LocalProvider(Provider):
             else:
                 outcome, text = future.result()
                 if outcome == DONE:
-                    await render_jobs.settle(self._store(), task_id=task_id, owner=self._owner, state=DONE, now=now)
+                    # Stored first, then marked done: a job marked done always has its output in storage.
+                    try:
+                        await self._storage.put_file(
+                            self._out_key(task_id), self._out_path(task_id), content_type="video/mp4"
+                        )
+                    except (StorageUnavailable, OSError) as exc:
+                        log.warning("render %s: its output could not be stored (%s); rendering it again", task_id, exc)
+                        await render_jobs.settle(
+                            self._store(), task_id=task_id, owner=self._owner, state=QUEUED, now=time.time()
+                        )
+                    else:
+                        await render_jobs.settle(
+                            self._store(), task_id=task_id, owner=self._owner, state=DONE, now=time.time()
+                        )
                 elif outcome == FAILED:
                     await render_jobs.settle(
                         self._store(), task_id=task_id, owner=self._owner, state=FAILED, now=now, error=text
@@ -390,14 +460,60 @@ class LocalProvider(Provider):
         return self._jobs_dir / f"{task_id}.cancel"
 
     def _out_path(self, task_id: str) -> Path:
+        """Where this process's worker writes the render (the storage object itself for a folder at media_dir)."""
         return self._out_dir / f"{task_id}.mp4"
 
+    def _out_key(self, task_id: str) -> str:
+        return f"{self._prefix}out/{task_id}.mp4"
 
-def _out_of(spec: dict[str, Any], default: Path) -> Path:
-    """Where the job's video goes: the path its submitting process chose (a shared folder for replicas on
-    one machine), else this process's own."""
-    out = spec.get(OUT)
-    return Path(out) if isinstance(out, str) and out.endswith(".mp4") else default
+    async def _store_inputs(self, task_id: str, spec: dict[str, Any]) -> dict[str, str]:
+        """Copy the job's input files into an object storage (a replica elsewhere fetches them to render): their
+        keys by spec field. Nothing for a folder storage: the files are read where they are."""
+        keys: dict[str, str] = {}
+        for field in _INPUT_FIELDS:
+            path = spec.get(field)
+            if not path:
+                continue
+            key = f"{self._prefix}in/{task_id}/{field}{Path(path).suffix}"
+            if self._storage.local_path(key) is not None:
+                continue
+            staged = self._jobs_dir / f"{task_id}.{field}.upload"
+            try:
+                await asyncio.to_thread(shutil.copyfile, path, staged)
+                await self._storage.put_file(key, staged)  # moves the staged copy (the input stays)
+            except (StorageUnavailable, OSError) as exc:
+                with contextlib.suppress(FileNotFoundError):
+                    staged.unlink()
+                raise UpstreamTransient(f"the render's {field} could not be stored: {exc}") from exc
+            keys[field] = key
+        return keys
+
+    def _fetched_inputs(self, task_id: str, spec: dict[str, Any]) -> dict[str, Path]:
+        """Where this process puts the job's stored inputs it has no file for, by spec field."""
+        stored = spec.get(INPUTS)
+        if not isinstance(stored, dict):
+            return {}
+        return {
+            field: self._jobs_dir / f"{task_id}.{field}{Path(str(key)).suffix}"
+            for field, key in stored.items()
+            if field in _INPUT_FIELDS
+        }
+
+    async def _local_inputs(self, task_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The render spec with every input as a file here: the submitter's own file when this machine has it,
+        else a copy fetched from storage."""
+        stored = spec.get(INPUTS)
+        local = {name: value for name, value in spec.items() if name != INPUTS}
+        if not isinstance(stored, dict):
+            return local
+        for field, dest in self._fetched_inputs(task_id, spec).items():
+            path = local.get(field)
+            if path and await asyncio.to_thread(Path(path).exists):
+                continue
+            if not await self._storage.fetch(str(stored[field]), dest):
+                raise FileNotFoundError(f"{stored[field]} is not in storage")
+            local[field] = str(dest)
+        return local
 
 
 def _spec(req: VideoRequest) -> dict[str, Any]:

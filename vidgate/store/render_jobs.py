@@ -127,6 +127,17 @@ async def release_all(engine: AsyncEngine, *, owner: str, now: float) -> int:
         return int((await conn.execute(statement)).rowcount)
 
 
+async def reopen(engine: AsyncEngine, *, task_id: str, now: float) -> bool:
+    """Queue a done job again (its output is gone): the next poll anywhere renders it from its spec."""
+    statement = (
+        render_jobs.update()
+        .where(render_jobs.c.task_id == task_id, render_jobs.c.state == DONE)
+        .values(state=QUEUED, lease_owner=None, lease_until=None, updated_at=now)
+    )
+    async with engine.begin() as conn:
+        return bool((await conn.execute(statement)).rowcount)
+
+
 async def cancel(engine: AsyncEngine, *, task_id: str, now: float) -> None:
     """Stop the job wherever it runs (its renderer sees this when it next renews its lease)."""
     statement = (

@@ -672,3 +672,205 @@ async def get_media(engine: AsyncEngine, *, task_id: str, key_id: str) -> Stored
         return None
     status, expires_at, video, thumbnail, sprites = tuple(found)
     return StoredMedia(TaskStatus(status), expires_at, video, thumbnail, sprites)
+
+
+# -- the poller's lean path (engine/poller.py) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PollRow:
+    """What one poll of a task needs, and no more: no request body, no attempts, no result columns."""
+
+    id: str
+    key_id: str
+    model: str
+    provider: str
+    channel: str
+    upstream_id: str | None
+    # Opened from its sealed form on first use; never in a repr.
+    credentials: Mapping[str, Any] = field(repr=False)
+    status: TaskStatus
+    progress: int
+    seconds: int
+    price_micros: int
+    created_at: float
+    deadline_at: float
+    polls: int
+    poll_failures: int
+    last_poll_error: str | None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The outcome of one non-terminal poll, to be stored with the others of its batch (record_readings).
+
+    `error` set: the read failed (try again later); else `status` and `progress` are what the upstream said."""
+
+    task_id: str
+    next_poll_at: float
+    status: TaskStatus | None = None
+    progress: int = 0
+    error: str | None = None
+
+
+_POLL_FIELDS = [f.name for f in fields(PollRow)]
+_POLL_COLUMNS = [tasks.c[name] for name in _POLL_FIELDS]
+_ACTIVE_SQL = "status IN ('queued', 'in_progress')"
+assert set(_ACTIVE) == {"queued", "in_progress"}
+
+
+def _poll_row(row: sa.Row[Any], vault: Vault) -> PollRow:
+    values = dict(zip(_POLL_FIELDS, tuple(row), strict=True))
+    values["status"] = TaskStatus(values["status"])
+    values["credentials"] = _open_credentials(vault, values["id"], values["credentials"])
+    return PollRow(**values)
+
+
+def _claimable(now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        tasks.c.status.in_(_ACTIVE),
+        sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
+    )
+
+
+async def _claim(
+    engine: AsyncEngine, where: sa.ColumnElement[bool], *, owner: str, now: float, limit: int, lease_s: float
+) -> list[PollRow]:
+    due = (
+        sa.select(tasks.c.id)
+        .where(where)
+        .order_by(tasks.c.next_poll_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        tasks.update()
+        .where(tasks.c.id.in_(due), where)
+        .values(lease_owner=owner, lease_until=now + lease_s)
+        .returning(*_POLL_COLUMNS)
+    )
+    async with engine.begin() as conn:
+        rows = (await conn.execute(statement)).all()
+    vault = protection(engine).vault
+    return [_poll_row(row, vault) for row in rows]
+
+
+async def claim_polls(
+    engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float, ahead: float = 0.0
+) -> list[PollRow]:
+    """claim_due for the poller: the same lease and SKIP LOCKED claim, returning only the columns a poll needs
+    (no JSON column is read or decoded); rows due within `ahead` seconds are taken too (one claim, not many)."""
+    where = sa.and_(_claimable(now), tasks.c.next_poll_at <= now + ahead)
+    return await _claim(engine, where, owner=owner, now=now, limit=limit, lease_s=lease_s)
+
+
+async def claim_ids(
+    engine: AsyncEngine, *, task_ids: Sequence[str], owner: str, now: float, lease_s: float, provider: str | None = None
+) -> list[PollRow]:
+    """Lease these tasks now, due or not (an upstream called back about them), where active, submitted
+    (a row still being submitted is its submitter's), of `provider` when given, and not leased by anyone."""
+    if not task_ids:
+        return []
+    where = sa.and_(_claimable(now), tasks.c.id.in_(list(task_ids)), tasks.c.upstream_id.is_not(None))
+    if provider is not None:
+        where = sa.and_(where, tasks.c.provider == provider)
+    return await _claim(engine, where, owner=owner, now=now, limit=len(task_ids), lease_s=lease_s)
+
+
+async def still_active(engine: AsyncEngine, *, task_ids: Sequence[str], provider: str | None = None) -> set[str]:
+    """Which of these tasks are unfinished (and of `provider`, when given)."""
+    if not task_ids:
+        return set()
+    query = sa.select(tasks.c.id).where(tasks.c.id.in_(list(task_ids)), tasks.c.status.in_(_ACTIVE))
+    if provider is not None:
+        query = query.where(tasks.c.provider == provider)
+    async with engine.connect() as conn:
+        return {str(found) for found in (await conn.execute(query)).scalars()}
+
+
+_READ_OK = sa.text(
+    "UPDATE tasks SET status = :status, progress = :progress, next_poll_at = :next_poll_at, polls = polls + 1, "
+    "poll_failures = 0, lease_owner = NULL, lease_until = NULL, updated_at = :now "
+    f"WHERE id = :id AND lease_owner = :owner AND {_ACTIVE_SQL}"
+)
+_READ_FAILED = sa.text(
+    "UPDATE tasks SET next_poll_at = :next_poll_at, polls = polls + 1, poll_failures = poll_failures + 1, "
+    "last_poll_error = :error, lease_owner = NULL, lease_until = NULL, updated_at = :now "
+    f"WHERE id = :id AND lease_owner = :owner AND {_ACTIVE_SQL}"
+)
+
+
+async def record_readings(engine: AsyncEngine, *, owner: str, readings: Sequence[Reading]) -> None:
+    """Store many non-terminal readings (record_poll / record_poll_failure for each) in one transaction, and
+    release their leases; a row that moved on meanwhile (finished, or its lease taken over) is left alone."""
+    if not readings:
+        return
+    now = time.time()
+    redact = protection(engine).redact
+    ok = [
+        {
+            "id": r.task_id,
+            "owner": owner,
+            "status": (r.status or TaskStatus.QUEUED).value,
+            "progress": r.progress,
+            "next_poll_at": r.next_poll_at,
+            "now": now,
+        }
+        for r in readings
+        if r.error is None
+    ]
+    failed = [
+        {"id": r.task_id, "owner": owner, "error": redact(r.error)[:2000], "next_poll_at": r.next_poll_at, "now": now}
+        for r in readings
+        if r.error is not None
+    ]
+    async with engine.begin() as conn:
+        if ok:
+            await conn.execute(_READ_OK, ok)
+        if failed:
+            await conn.execute(_READ_FAILED, failed)
+
+
+async def extend_leases(engine: AsyncEngine, *, task_ids: Sequence[str], owner: str, until: float) -> None:
+    """extend_lease for many rows in one statement."""
+    if not task_ids:
+        return
+    longer = sa.case((tasks.c.lease_until > until, tasks.c.lease_until), else_=until)
+    async with engine.begin() as conn:
+        await conn.execute(
+            tasks.update()
+            .where(tasks.c.id.in_(list(task_ids)), tasks.c.lease_owner == owner)
+            .values(lease_until=longer)
+        )
+
+
+async def next_claimable(engine: AsyncEngine, *, window: int = 256) -> float | None:
+    """When one of the earliest-due active tasks can next be claimed (due, and its lease free); only the
+    `window` earliest by next_poll_at are looked at (through the index), so a replica's poller sleeps cheaply."""
+    earliest = (
+        sa.select(tasks.c.next_poll_at, tasks.c.lease_until)
+        .where(tasks.c.next_poll_at.is_not(None), tasks.c.status.in_(_ACTIVE))
+        .order_by(tasks.c.next_poll_at)
+        .limit(window)
+        .subquery()
+    )
+    claimable_at = sa.case(
+        (earliest.c.lease_until > earliest.c.next_poll_at, earliest.c.lease_until), else_=earliest.c.next_poll_at
+    )
+    async with engine.connect() as conn:
+        due = (await conn.execute(sa.select(sa.func.min(claimable_at)))).scalar()
+    return float(due) if due is not None else None
+
+
+async def recent_durations(engine: AsyncEngine, *, limit: int = 5000) -> list[tuple[str, str, float]]:
+    """(channel, model, seconds from creation to completion) of the most recently created completed tasks,
+    newest first: what the poller learns typical durations from (engine/schedule.Durations)."""
+    query = (
+        sa.select(tasks.c.channel, tasks.c.model, tasks.c.completed_at - tasks.c.created_at)
+        .where(tasks.c.status == TaskStatus.COMPLETED.value, tasks.c.completed_at.is_not(None))
+        .order_by(tasks.c.seq.desc())
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [(str(ch), str(model), float(took)) for ch, model, took in (await conn.execute(query)).all()]
