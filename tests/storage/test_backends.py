@@ -96,8 +96,10 @@ async def test_streams_in_bounded_chunks(storage: Storage, tmp_path: Path) -> No
     opened = await storage.open("tasks/big/video.mp4")
     assert opened is not None
     sizes = [len(chunk) async for chunk in opened.chunks]
-    assert sum(sizes) == size and len(sizes) >= 6
-    assert max(sizes) <= 2 * CHUNK
+    # obstore gathers at least CHUNK per chunk and hands over what the socket already delivered on top of it,
+    # so a chunk can exceed CHUNK by one network read (seen up to ~680 KB on a busy machine): bounded, not whole.
+    assert sum(sizes) == size and len(sizes) >= 4
+    assert max(sizes) <= 4 * CHUNK
 
 
 @pytest.mark.parametrize("key", ["../x", "/etc/passwd", "tasks//x", "tasks/./x", "a\\b", ""])
