@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 from openai import OpenAI
 
 from tests.fakes.kling import FakeKling, KlingTask
+from tests.fakes.minimax import FakeMiniMax
 from tests.helpers import Server, running_gateway
 from vidgate.engine.callbacks import CallbackSigner
 
@@ -147,3 +149,31 @@ def test_forged_wrong_unknown_and_replayed_callbacks_change_nothing(
     after = {vid: client.videos.retrieve(vid).model_dump() for vid in (target_id, other_id)}
     assert after == before  # the body's "succeed" was never believed: the upstream still says processing
     assert after[target_id]["status"] == "in_progress"
+
+
+def test_minimax_v1_handshake_is_answered_and_its_updates_wake_the_task(tmp_path: Path) -> None:
+    """MiniMax V1 uses a callback URL only once it echoed the challenge posted to it; then its status posts
+    are wake-ups like any other (the task completes, its body never believed)."""
+    key = "sk-api-callbacks-minimax"
+    fake = FakeMiniMax(api_key=key)
+    with fake.running():
+        channel = (
+            f'[[channels]]\nname = "hailuo"\nprovider = "minimax"\napi_key = "{key}"\nbase_url = "{fake.base_url}"\n'
+            'models = ["MiniMax-Hailuo-02"]\n'
+        )
+        with (
+            running_gateway(tmp_path, channel, settings=SETTINGS) as server,
+            OpenAI(base_url=f"{server.url}/v1", api_key=server.key("mm"), max_retries=0) as sdk,
+        ):
+            video = sdk.videos.create(model="MiniMax-Hailuo-02", prompt="a kite over dunes", seconds="6")  # type: ignore[arg-type]
+            (task,) = fake.tasks.values()
+            assert task.callback_url is not None and f"/callbacks/minimax/{video.id}?sig=" in task.callback_url
+            deadline = time.monotonic() + 10
+            while not task.callback_verified:
+                assert time.monotonic() < deadline, "vidgate did not echo MiniMax's challenge"
+                time.sleep(0.02)
+            for _ in range(6):  # the emulator moves on when polled; its status posts follow
+                fake.advance(task.task_id)
+            while sdk.videos.retrieve(video.id).status != "completed":
+                assert time.monotonic() < deadline, "the task did not complete"
+                time.sleep(0.05)

@@ -101,13 +101,14 @@ def finish_all(server: Server, headers: dict[str, str], ids: list[str], timeout:
 
 @pytest.mark.serial  # a timing bound: measured alone, not beside the parallel suite
 def test_sigterm_with_a_trickling_client_and_running_renders(tmp_path: Path) -> None:
-    # One worker and renders that together outlast the 10 s given to requests: some are cut off.
+    # One worker and renders that together outlast the 10 s given to requests (a 20 s 1080p render takes ~3 s
+    # here): some are cut off.
     server = start_server(tmp_path, "poll_interval_s = 0.2\nlocal_workers = 1\n")
     headers = {"Authorization": f"Bearer {server.key('shutdown')}"}
     assert server.proc is not None
     sid = server.proc.pid
     with httpx.Client(base_url=f"{server.url}/v1", headers=headers, timeout=30) as client:
-        ids = create(client, 4, "1920x1080", 20)
+        ids = create(client, 10, "1920x1080", 20)
         wait_rendering(client, ids)
     assert len(session_processes(sid)) >= 2, "the server and its render worker"
     trickler = Trickler(server.port, headers["Authorization"].split()[1])

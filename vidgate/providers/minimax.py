@@ -533,6 +533,10 @@ class MiniMaxProvider(Provider):
     def models(self) -> Sequence[ModelSpec]:
         return MODELS
 
+    def callback_answer(self, body: bytes) -> dict[str, Any] | None:
+        """V1's handshake: a callback URL is used only once it echoed the challenge MiniMax posted to it."""
+        return callback_challenge(body)
+
     def check(self, req: VideoRequest) -> None:
         """What MiniMax refuses that the ModelSpec cannot say."""
         v2 = is_v2(req.model)
