@@ -240,6 +240,12 @@ def extra_files(folder: Path) -> dict[str, Path]:
     return found
 
 
+def extra_name(file_name: str) -> str | None:
+    """The output name of a stored extra output's file name ("extra-last_frame.png" -> "last_frame")."""
+    match = _EXTRA.match(file_name)
+    return match.group("name") if match and match.group("ext") in EXTRA_TYPES else None
+
+
 def extra_type(file_name: str) -> str | None:
     """The media type of a stored extra output's file name; None when it is not one."""
     match = _EXTRA.match(file_name)

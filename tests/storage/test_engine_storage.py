@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import SHARED_DB_SECRET, free_port
+from tests.helpers import SHARED_DB_SECRET, free_port, png_bytes
 from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoS3
 from vidgate.auth import KeyRing
 from vidgate.config import Settings
@@ -37,6 +37,7 @@ from vidgate.store.keys import KeyRecord
 from vidgate.store.tables import ledger, tasks
 
 MODEL = "stored-video"
+LAST_FRAME = png_bytes(32, 32)
 SPEC = ModelSpec(
     name=MODEL,
     provider="finished",
@@ -73,7 +74,16 @@ class Finished(Provider):
         return Submitted(upstream_id=f"up-{task_id}")
 
     async def poll(self, upstream_id: str, creds: Credentials) -> Progress:
-        return Progress(state="completed", progress=100, video_url="http://upstream.invalid/v.mp4")
+        return Progress(
+            state="completed",
+            progress=100,
+            video_url="http://upstream.invalid/v.mp4",
+            extras={"last_frame": "http://upstream.invalid/last.png?sig=x"},
+        )
+
+    async def download_extra(self, name: str, url: str, creds: Credentials, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(LAST_FRAME)
 
     async def download(self, result: Progress, creds: Credentials, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -159,9 +169,12 @@ async def test_a_finished_video_and_its_previews_go_to_the_bucket(
         f"{folder}/spritesheet.jpg",
     )
     assert row.duration == pytest.approx(1.0, abs=0.05) and (row.width, row.height) == (96, 64)
-    names = ("spritesheet.jpg", "thumbnail.webp", "video.mp4")
+    names = ("extra-last_frame.png", "spritesheet.jpg", "thumbnail.webp", "video.mp4")
     assert s3.keys(bucket, f"{prefix}/{folder}/") == [f"{prefix}/{folder}/{name}" for name in names]
     assert s3.get(bucket, f"{prefix}/{folder}/video.mp4") == sample.read_bytes()
+    # An extra output goes to the bucket too, and the row lists it (an s3:// storage has no folder to look in).
+    assert s3.get(bucket, f"{prefix}/{folder}/extra-last_frame.png") == LAST_FRAME
+    assert row.extras == ["extra-last_frame.png"]
     # Probing and previews worked on local copies, which are gone now.
     assert not (made.media / folder).exists()
     assert await made.ledger() == ["reserve", "settle"]
@@ -197,4 +210,4 @@ async def test_retention_and_delete_remove_objects(rig: tuple[Rig, str], s3: Mot
     assert doomed is not None
     await made.submitter.delete(doomed)
     assert s3.keys(bucket, f"{prefix}/tasks/{deleted}/") == []
-    assert len(s3.keys(bucket, f"{prefix}/tasks/{kept}/")) == 3
+    assert len(s3.keys(bucket, f"{prefix}/tasks/{kept}/")) == 4

@@ -219,12 +219,12 @@ def task_output(row: TaskRow, svc: ServicesDep) -> dict[str, Any]:
         output["video_url"] = media.signed_url(
             svc.settings.public_url, svc.settings.secret, row.id, "video.mp4", expires=expires
         )
-        if row.video_path:
-            # Extra outputs (e.g. Seedance's last frame) as `<name>_url`, signed like the video.
-            folder = svc.settings.media_dir / Path(row.video_path).parent
-            for name, path in media.extra_files(folder).items():
+        # Extra outputs (e.g. Seedance's last frame) as `<name>_url`, signed like the video.
+        for file_name in row.extras or ():
+            name = media.extra_name(file_name)
+            if name is not None:
                 output[f"{name}_url"] = media.signed_url(
-                    svc.settings.public_url, svc.settings.secret, row.id, path.name, expires=expires
+                    svc.settings.public_url, svc.settings.secret, row.id, file_name, expires=expires
                 )
     elif row.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         output["code"] = row.error_code or "InternalError"

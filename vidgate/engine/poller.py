@@ -466,6 +466,7 @@ class Poller:
                 "video_path": stored[video.name],
                 "thumbnail_path": stored.get(thumbnail.name),
                 "spritesheet_path": stored.get(sprites.name),
+                "extras": sorted(name for name in stored if media.extra_type(name)) or None,
                 "duration": facts.duration,
                 "width": facts.width,
                 "height": facts.height,

@@ -73,6 +73,8 @@ tasks = sa.Table(
     sa.Column("deleted_at", Time, nullable=True),
     sa.Column("price_micros", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("attempts", sa.JSON, nullable=True),
+    # Stored file names of extra outputs (Progress.extras), beside the video: ["extra-last_frame.png"].
+    sa.Column("extras", sa.JSON, nullable=True),
     sa.Index("ix_tasks_key_seq", "key_id", "seq"),
     sa.Index("ix_tasks_next_poll", "next_poll_at"),
     # One upstream task belongs to one row at most: two reconcilers cannot adopt the same one.

@@ -69,6 +69,8 @@ class TaskRow:
     deleted_at: float | None
     price_micros: int
     attempts: list[dict[str, Any]] | None
+    # Stored file names of extra outputs beside the video (None: none).
+    extras: list[str] | None
 
     @property
     def active(self) -> bool:
@@ -258,7 +260,7 @@ async def _insert_hot(
 
 _BY_ID = "SELECT * FROM tasks WHERE id = ? AND deleted_at IS NULL"
 _BY_ID_AND_KEY = _BY_ID + " AND key_id = ?"
-_JSON_COLUMNS = ("request", "attempts")
+_JSON_COLUMNS = ("request", "attempts", "extras")
 
 
 def _from_sqlite(row: Any, vault: Vault) -> TaskRow:
