@@ -344,9 +344,9 @@ def test_lost_connection_shows_a_banner_until_vidgate_answers_again(watched: Wat
 
     page.unroute("**/*")
     banner.wait_for(state="hidden")
-    # back online, and big enough (a second or two to render) for the bar to show the steps between 0 and 100
-    page.select_option("#size", "1280x720")
-    page.select_option("#seconds", "4")
+    # back online, and big enough (a few seconds to render) for the bar to show the steps between 0 and 100
+    page.select_option("#size", "1920x1080")
+    page.select_option("#seconds", "12")
     video_id = submit(page, "found again")
     wait_completed(page, video_id)
     seen = page.evaluate("id => window.__progress[id]", video_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -445,32 +445,10 @@ async def upstream_holders(engine: AsyncEngine, *, upstream_ids: Sequence[str]) 
 
 
 async def claim_due(engine: AsyncEngine, *, owner: str, now: float, limit: int, lease_s: float) -> list[TaskRow]:
-    """Lease up to `limit` active tasks whose next poll is due and whose lease is free or expired.
-
-    One UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) … RETURNING: on PostgreSQL replicas skip
-    each other's locked rows; on SQLite the statement takes the single write lock, so it is exclusive.
-    """
-    claimable = sa.and_(
-        tasks.c.status.in_(_ACTIVE),
-        tasks.c.next_poll_at <= now,
-        sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
-    )
-    due = (
-        sa.select(tasks.c.id)
-        .where(claimable)
-        .order_by(tasks.c.next_poll_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    statement = (
-        tasks.update()
-        .where(tasks.c.id.in_(due), claimable)
-        .values(lease_owner=owner, lease_until=now + lease_s)
-        .returning(*tasks.c)
-    )
-    async with engine.begin() as conn:
-        rows = (await conn.execute(statement)).all()
+    """Lease up to `limit` active tasks whose next poll is due and whose lease is free or expired, whole rows
+    (claim_polls is the poller's lean form of the same claim)."""
+    where = sa.and_(_claimable(now), tasks.c.next_poll_at <= now)
+    rows = await _claim_rows(engine, where, tasks.c, owner=owner, now=now, limit=limit, lease_s=lease_s)
     vault = protection(engine).vault
     return sorted((_task(row, vault) for row in rows), key=lambda row: row.next_poll_at or 0.0)
 
@@ -738,6 +716,23 @@ def _claimable(now: float) -> sa.ColumnElement[bool]:
 async def _claim(
     engine: AsyncEngine, where: sa.ColumnElement[bool], *, owner: str, now: float, limit: int, lease_s: float
 ) -> list[PollRow]:
+    rows = await _claim_rows(engine, where, _POLL_COLUMNS, owner=owner, now=now, limit=limit, lease_s=lease_s)
+    vault = protection(engine).vault
+    return [_poll_row(row, vault) for row in rows]
+
+
+async def _claim_rows(
+    engine: AsyncEngine,
+    where: sa.ColumnElement[bool],
+    columns: Iterable[sa.ColumnElement[Any]],
+    *,
+    owner: str,
+    now: float,
+    limit: int,
+    lease_s: float,
+) -> Sequence[sa.Row[Any]]:
+    """One UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) … RETURNING `columns`: on PostgreSQL replicas
+    skip each other's locked rows; on SQLite the statement takes the single write lock, so it is exclusive."""
     due = (
         sa.select(tasks.c.id)
         .where(where)
@@ -750,12 +745,10 @@ async def _claim(
         tasks.update()
         .where(tasks.c.id.in_(due), where)
         .values(lease_owner=owner, lease_until=now + lease_s)
-        .returning(*_POLL_COLUMNS)
+        .returning(*columns)
     )
     async with engine.begin() as conn:
-        rows = (await conn.execute(statement)).all()
-    vault = protection(engine).vault
-    return [_poll_row(row, vault) for row in rows]
+        return (await conn.execute(statement)).all()
 
 
 async def claim_polls(
