@@ -230,6 +230,15 @@ class FakeUpstream:
             raise InjectedFault(kind, None)  # the emulator's handler interprets these itself
         raise InjectedFault(kind, self.fault_response(kind))
 
+    async def inject(self, call: str) -> tuple[Response | None, Fault | None]:
+        """fault() for a handler: (an answer to give instead of working, None) or (None, a kind the handler
+        interprets itself, e.g. "cut" after the work), or (None, None) when no fault is due."""
+        try:
+            await self.fault(call)
+        except InjectedFault as exc:
+            return (exc.response, None) if exc.response is not None else (None, exc.kind)
+        return None, None
+
     async def after_work(self, kind: Fault | None) -> Response | None:
         """For faults that strike once the work is done: "slow_reply" waits `faults.slow_s` before the normal
         answer (None is returned), "cut" gives the response that drops the connection instead of answering."""

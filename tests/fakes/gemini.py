@@ -132,13 +132,9 @@ class FakeGemini(FakeUpstream):
     # -- submit -------------------------------------------------------------------------------------------------
 
     async def _submit(self, entry: Recorded, model: str) -> Response:
-        injected: Fault | None = None
-        try:
-            await self.fault("submit")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("submit")
+        if answer is not None:
+            return answer
         rules = MODELS.get(model)
         if rules is None:
             raise GoogleError(
@@ -194,13 +190,9 @@ class FakeGemini(FakeUpstream):
     # -- poll ----------------------------------------------------------------------------------------------------
 
     async def _operation(self, rest: str) -> Response:
-        injected: Fault | None = None
-        try:
-            await self.fault("poll")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("poll")
+        if answer is not None:
+            return answer
         model, _, op_id = rest.removeprefix("models/").partition("/operations/")
         op = self.store.ops.get(op_id)
         if op is None or op.model != model or injected == "not_found":

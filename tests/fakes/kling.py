@@ -263,13 +263,9 @@ class FakeKling(FakeUpstream):
             return self._error(err)
 
     async def _create(self, entry: Recorded, kind: str) -> Response:
-        injected: Fault | None = None
-        try:
-            await self.fault("submit")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("submit")
+        if answer is not None:
+            return answer
         if injected == "not_found":
             raise KlingError(404, 1203, "requested resource does not exist")
         task = self._new_task(kind, self._parse_body(entry))
@@ -308,13 +304,9 @@ class FakeKling(FakeUpstream):
             if kind not in MODELS:
                 raise KlingError(404, 1202, f"requested method is invalid: /v1/videos/{kind}")
             self._authenticate(entry)
-            injected: Fault | None = None
-            try:
-                await self.fault("poll")
-            except InjectedFault as exc:
-                if exc.response is not None:
-                    return exc.response
-                injected = exc.kind
+            answer, injected = await self.inject("poll")
+            if answer is not None:
+                return answer
             if self.query_latency_s:
                 await asyncio.sleep(self.query_latency_s)
             task = self.tasks.get(wanted) or self.task_by_external_id(wanted)

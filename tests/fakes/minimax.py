@@ -300,13 +300,9 @@ class FakeMiniMax(FakeUpstream):
 
     async def _v1_create(self, request: Request) -> Response:
         entry = await self.record(request)
-        injected: Fault | None = None
-        try:
-            await self.fault("submit")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("submit")
+        if answer is not None:
+            return answer
         try:
             self._authenticate(entry)
             body = self._json_body(entry)
@@ -323,13 +319,9 @@ class FakeMiniMax(FakeUpstream):
 
     async def _v1_query(self, request: Request) -> Response:
         entry = await self.record(request)
-        injected: Fault | None = None
-        try:
-            await self.fault("poll")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("poll")
+        if answer is not None:
+            return answer
         try:
             self._authenticate(entry)
             task = self.tasks.get(entry.query.get("task_id", ""))
@@ -534,13 +526,9 @@ class FakeMiniMax(FakeUpstream):
 
     async def _v2_create(self, request: Request) -> Response:
         entry = await self.record(request)
-        injected: Fault | None = None
-        try:
-            await self.fault("submit")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("submit")
+        if answer is not None:
+            return answer
         try:
             self._authenticate(entry)
             task = self._v2_new_task(self._json_body(entry))
@@ -554,13 +542,9 @@ class FakeMiniMax(FakeUpstream):
 
     async def _v2_get(self, request: Request) -> Response:
         entry = await self.record(request)
-        injected: Fault | None = None
-        try:
-            await self.fault("poll")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("poll")
+        if answer is not None:
+            return answer
         try:
             self._authenticate(entry)
             task = self.tasks.get(request.path_params["task_id"])

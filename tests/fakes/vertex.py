@@ -260,13 +260,9 @@ class FakeVertex(FakeUpstream):
             )
 
     async def _submit(self, entry: Recorded, project: str, location: str, model: str) -> Response:
-        injected: Fault | None = None
-        try:
-            await self.fault("submit")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("submit")
+        if answer is not None:
+            return answer
         rules = MODELS.get(model)
         if rules is None:
             raise GoogleError(
@@ -331,13 +327,9 @@ class FakeVertex(FakeUpstream):
         return op
 
     async def _fetch(self, entry: Recorded, project: str, location: str, model: str) -> Response:
-        injected: Fault | None = None
-        try:
-            await self.fault("poll")
-        except InjectedFault as exc:
-            if exc.response is not None:
-                return exc.response
-            injected = exc.kind
+        answer, injected = await self.inject("poll")
+        if answer is not None:
+            return answer
         body = parse_json(entry.body)
         check_fields("", body, {"operationName"})
         name = body.get("operationName")
